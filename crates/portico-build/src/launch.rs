@@ -1,0 +1,173 @@
+//! The command that starts a dashboard behind Portico: bound to loopback on the port the
+//! runtime chose, headless, and told its path prefix the way its framework expects
+//! (DESIGN.md, "Path prefixes").
+
+use crate::detect::Detected;
+use crate::env::PythonEnv;
+use portico_core::urls::app_prefix;
+use portico_core::{AppSpec, Framework, MountStyle};
+use std::path::{Path, PathBuf};
+
+/// Replaced by the runtime with the port it chose, in arguments and in `command`.
+pub const PORT_PLACEHOLDER: &str = "$PORT";
+
+/// Everything a runtime needs to start one replica of an app.
+#[derive(Debug, Clone)]
+pub struct LaunchSpec {
+    pub program: PathBuf,
+    /// May contain [`PORT_PLACEHOLDER`].
+    pub args: Vec<String>,
+    pub cwd: PathBuf,
+    pub env: Vec<(String, String)>,
+    /// Probed for readiness; any answer below 500 means ready.
+    pub health_path: String,
+    pub mount: MountStyle,
+}
+
+const WSGI_RUNNER: &str = include_str!("runners/portico_wsgi.py");
+
+/// Writes the helper scripts Portico runs apps with into `dir`, returning the folder.
+pub fn install_runners(dir: &Path) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("portico_wsgi.py");
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(WSGI_RUNNER) {
+        std::fs::write(&path, WSGI_RUNNER)?;
+    }
+    Ok(dir.to_owned())
+}
+
+/// Builds the launch spec. `python` is the app's environment (absent for R-Shiny and
+/// commands); `public_hosts` are the Host values browsers use for the app; `runners` is the
+/// folder from [`install_runners`].
+pub fn launch_spec(
+    app: &AppSpec,
+    detected: &Detected,
+    python: Option<&PythonEnv>,
+    public_hosts: &[String],
+    runners: &Path,
+) -> LaunchSpec {
+    let prefix = app_prefix(&app.name); // "/apps/<name>"
+    let entry = detected.entrypoint.clone();
+    let module = entry.trim_end_matches(".py").replace('/', ".");
+    let py = python
+        .map(PythonEnv::python)
+        .unwrap_or_else(|| PathBuf::from("python3"));
+    let mut env: Vec<(String, String)> = vec![("PYTHONUNBUFFERED".into(), "1".into())];
+    if let Some(python) = python {
+        env.push((
+            "VIRTUAL_ENV".into(),
+            python.dir.to_string_lossy().into_owned(),
+        ));
+        let path = std::env::var("PATH").unwrap_or_default();
+        env.push((
+            "PATH".into(),
+            format!("{}:{path}", python.dir.join("bin").display()),
+        ));
+    }
+    let args = |parts: &[&str]| parts.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let gunicorn = |target: &str| {
+        args(&[
+            "-m",
+            "gunicorn",
+            "--bind",
+            "127.0.0.1:$PORT",
+            "--workers",
+            "1",
+            "--threads",
+            "8",
+            "--worker-class",
+            "gthread",
+            "--timeout",
+            "120",
+            "--graceful-timeout",
+            "5",
+            "--access-logfile",
+            "-",
+            "--pythonpath",
+            &runners.to_string_lossy(),
+            target,
+        ])
+    };
+
+    let (program, arguments, mount, health) = match detected.framework {
+        Framework::Streamlit => (
+            py,
+            args(&[
+                "-m", "streamlit", "run", &entry,
+                "--server.address", "127.0.0.1", "--server.port", "$PORT",
+                "--server.headless", "true", "--server.baseUrlPath", prefix.trim_start_matches('/'),
+                "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
+                "--global.developmentMode", "false",
+            ]),
+            MountStyle::Prefixed,
+            format!("{prefix}/_stcore/health"),
+        ),
+        Framework::Dash => {
+            env.push(("PORTICO_ENTRY_MODULE".into(), module));
+            env.push(("DASH_URL_BASE_PATHNAME".into(), format!("{prefix}/")));
+            (py, gunicorn("portico_wsgi:application"), MountStyle::Prefixed, format!("{prefix}/"))
+        }
+        Framework::Flask => {
+            env.push(("PORTICO_ENTRY_MODULE".into(), module));
+            // gunicorn strips SCRIPT_NAME from the path and Flask's url_for adds it back.
+            env.push(("SCRIPT_NAME".into(), prefix.clone()));
+            (py, gunicorn("portico_wsgi:application"), MountStyle::Prefixed, format!("{prefix}/"))
+        }
+        Framework::Shiny => (
+            py,
+            args(&["-m", "shiny", "run", "--host", "127.0.0.1", "--port", "$PORT", &entry]),
+            MountStyle::Root,
+            "/".into(),
+        ),
+        Framework::RShiny => (
+            PathBuf::from("Rscript"),
+            args(&[
+                "-e",
+                "shiny::runApp('.', host = '127.0.0.1', port = as.integer(Sys.getenv('PORT')), launch.browser = FALSE)",
+            ]),
+            MountStyle::Root,
+            "/".into(),
+        ),
+        Framework::Panel => {
+            let mut a = args(&[
+                "-m", "panel", "serve", &entry, "--address", "127.0.0.1", "--port", "$PORT",
+                "--prefix", prefix.trim_start_matches('/'), "--index", module.as_str(),
+            ]);
+            for host in public_hosts {
+                a.push("--allow-websocket-origin".into());
+                a.push(host.clone());
+            }
+            (py, a, MountStyle::Prefixed, format!("{prefix}/"))
+        }
+        Framework::Gradio => {
+            env.push(("GRADIO_SERVER_NAME".into(), "127.0.0.1".into()));
+            env.push(("GRADIO_SERVER_PORT".into(), PORT_PLACEHOLDER.into()));
+            env.push(("GRADIO_ANALYTICS_ENABLED".into(), "False".into()));
+            (py, vec![entry.clone()], MountStyle::Root, "/".into())
+        }
+        Framework::Voila => (
+            py,
+            args(&[
+                "-m", "voila", &entry, "--no-browser", "--port=$PORT", "--Voila.ip=127.0.0.1",
+                &format!("--Voila.base_url={prefix}/"),
+            ]),
+            MountStyle::Prefixed,
+            format!("{prefix}/"),
+        ),
+        Framework::Command => (
+            PathBuf::from(&app.command[0]),
+            app.command[1..].to_vec(),
+            MountStyle::Root,
+            "/".into(),
+        ),
+    };
+    env.extend(app.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    LaunchSpec {
+        program,
+        args: arguments,
+        cwd: app.source.clone(),
+        env,
+        health_path: app.health_path.clone().unwrap_or(health),
+        mount,
+    }
+}

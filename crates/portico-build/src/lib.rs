@@ -1,0 +1,10 @@
+//! Turning a folder into something runnable: detect the framework, build (and cache) the
+//! Python environment, and produce the command that starts the dashboard behind Portico.
+
+pub mod detect;
+pub mod env;
+pub mod launch;
+
+pub use detect::{detect, DetectError, Detected};
+pub use env::{EnvBuilder, EnvError, PythonEnv};
+pub use launch::{install_runners, launch_spec, LaunchSpec, PORT_PLACEHOLDER};

@@ -1,0 +1,199 @@
+//! `portico.toml`: the schema, loading, and validation with errors a person can act on.
+//!
+//! Loading happens in two steps. Serde reads the file into `raw` structs that reject unknown
+//! keys (so a typo is an error, not a silently ignored setting). Validation then checks what
+//! serde cannot (names, paths, addresses, duplicates) and collects *every* problem, each
+//! naming the key, what is wrong and what to write instead.
+
+mod raw;
+mod validate;
+
+use crate::model::Framework;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    pub server: ServerConfig,
+    pub build: BuildConfig,
+    pub fleet: FleetConfig,
+    pub apps: Vec<AppSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub domain: String,
+    /// Absolute: resolved against the config file's folder.
+    pub data_dir: PathBuf,
+    /// Where `/metrics`, `/healthz` and `/readyz` are also served; when set, `/metrics` is
+    /// served only there.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Requests whose header section is larger get `431 Request Header Fields Too Large`.
+    pub max_header_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct BuildConfig {
+    /// Where Python environments are cached, one per distinct requirements file.
+    pub cache_dir: PathBuf,
+    /// The interpreter environments are made from.
+    pub python: String,
+    pub installer: Installer,
+}
+
+/// Which tool installs Python requirements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Installer {
+    /// `uv` when it is on the PATH, otherwise `python -m venv` + pip.
+    Auto,
+    Uv,
+    Pip,
+}
+
+#[derive(Debug, Clone)]
+pub struct FleetConfig {
+    /// How long a replica may take to answer its readiness probe.
+    pub start_timeout: Duration,
+    /// How long a replica has to exit after SIGTERM before it is killed.
+    pub stop_grace: Duration,
+    /// Consecutive crashes after which an app is marked failed instead of restarted.
+    pub max_restarts: u32,
+}
+
+/// One dashboard, as declared in the config.
+#[derive(Debug, Clone)]
+pub struct AppSpec {
+    pub name: String,
+    pub title: String,
+    pub description: String,
+    /// Absolute path of the app's folder.
+    pub source: PathBuf,
+    /// `None`: detected from the folder.
+    pub framework: Option<Framework>,
+    /// Relative to `source`; `None`: detected.
+    pub entrypoint: Option<String>,
+    pub env: BTreeMap<String, String>,
+    /// Only for `framework = "command"`: the program and its arguments.
+    pub command: Vec<String>,
+    /// Path probed for readiness; `None`: the framework's default.
+    pub health_path: Option<String>,
+}
+
+/// One thing wrong with a config: the key, and what is wrong with it including the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// `apps[2].name`, `server.listen`, …
+    pub key: String,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Problem {
+        Problem {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Why a config cannot be used. Its `Display` is what `portico check` prints.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: cannot read the config file: {source}. Pass the right file with --config FILE.", file.display())]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {message}", file.display())]
+    Syntax { file: PathBuf, message: String },
+    #[error("{}", ProblemList { file, problems })]
+    Invalid {
+        file: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+impl ConfigError {
+    /// The individual problems (one for read and syntax errors).
+    pub fn problems(&self) -> Vec<Problem> {
+        match self {
+            ConfigError::Invalid { problems, .. } => problems.clone(),
+            other => vec![Problem::new("", other.to_string())],
+        }
+    }
+}
+
+struct ProblemList<'a> {
+    file: &'a Path,
+    problems: &'a [Problem],
+}
+
+impl fmt::Display for ProblemList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, problem) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(
+                f,
+                "{}: {}: {}",
+                self.file.display(),
+                problem.key,
+                problem.message
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.to_owned(),
+            source,
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Validates config text as if read from `path` (relative paths resolve against its folder).
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let raw: raw::ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            file: path.to_owned(),
+            message: raw::explain_syntax_error(&e),
+        })?;
+        let base = absolute_parent(path);
+        validate::validate(raw, &base)
+            .map(|mut config| {
+                config.path = path.to_owned();
+                config
+            })
+            .map_err(|problems| ConfigError::Invalid {
+                file: path.to_owned(),
+                problems,
+            })
+    }
+
+    pub fn app(&self, name: &str) -> Option<&AppSpec> {
+        self.apps.iter().find(|a| a.name == name)
+    }
+}
+
+/// The folder relative config paths resolve against.
+fn absolute_parent(path: &Path) -> PathBuf {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::path::absolute(parent).unwrap_or_else(|_| parent.to_owned())
+}
+
+#[cfg(test)]
+mod tests;

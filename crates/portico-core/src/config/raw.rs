@@ -1,0 +1,127 @@
+//! The config file exactly as written. Every struct denies unknown keys.
+
+use crate::model::Framework;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub server: Server,
+    #[serde(default)]
+    pub build: Build,
+    #[serde(default)]
+    pub fleet: Fleet,
+    #[serde(default)]
+    pub apps: Vec<App>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    #[serde(default = "default_domain")]
+    pub domain: String,
+    #[serde(default = "default_data_dir")]
+    pub data_dir: String,
+    pub metrics_listen: Option<String>,
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            listen: default_listen(),
+            domain: default_domain(),
+            data_dir: default_data_dir(),
+            metrics_listen: None,
+            max_header_bytes: default_max_header_bytes(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_domain() -> String {
+    "localhost".into()
+}
+fn default_data_dir() -> String {
+    ".portico".into()
+}
+fn default_max_header_bytes() -> usize {
+    16 * 1024
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Build {
+    pub cache_dir: Option<String>,
+    pub python: Option<String>,
+    pub installer: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fleet {
+    #[serde(default = "default_start_timeout")]
+    pub start_timeout_secs: u64,
+    #[serde(default = "default_stop_grace")]
+    pub stop_grace_secs: u64,
+    #[serde(default = "default_max_restarts")]
+    pub max_restarts: u32,
+}
+
+impl Default for Fleet {
+    fn default() -> Self {
+        Fleet {
+            start_timeout_secs: default_start_timeout(),
+            stop_grace_secs: default_stop_grace(),
+            max_restarts: default_max_restarts(),
+        }
+    }
+}
+
+fn default_start_timeout() -> u64 {
+    120
+}
+fn default_stop_grace() -> u64 {
+    10
+}
+fn default_max_restarts() -> u32 {
+    5
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct App {
+    pub name: String,
+    pub title: Option<String>,
+    #[serde(default)]
+    pub description: String,
+    pub source: String,
+    pub framework: Option<Framework>,
+    pub entrypoint: Option<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub command: Vec<String>,
+    pub health_path: Option<String>,
+}
+
+/// toml's message already shows the line, a caret and the offending key; we add the fix for
+/// the most common mistake, a misspelt or unsupported key.
+pub fn explain_syntax_error(error: &toml::de::Error) -> String {
+    let message = error.to_string();
+    if message.contains("unknown field") {
+        format!(
+            "{}\nFix: remove the key or correct its spelling; docs/configuration.md lists every key.",
+            message.trim_end()
+        )
+    } else {
+        message.trim_end().to_owned()
+    }
+}

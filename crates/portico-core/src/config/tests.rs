@@ -1,0 +1,121 @@
+use super::*;
+use std::fs;
+
+/// A folder with an `app` subfolder, and the path of a config file inside it.
+fn workspace() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join("app")).unwrap();
+    let path = dir.path().join("portico.toml");
+    (dir, path)
+}
+
+fn errors(text: &str) -> String {
+    let (_dir, path) = workspace();
+    Config::parse(&path, text)
+        .expect_err("config should be refused")
+        .to_string()
+}
+
+#[test]
+fn a_minimal_config_gets_defaults() {
+    let (dir, path) = workspace();
+    let config = Config::parse(&path, "[[apps]]\nname = \"sales\"\nsource = \"app\"\n").unwrap();
+    assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(config.server.domain, "localhost");
+    assert_eq!(config.apps[0].title, "sales");
+    assert_eq!(
+        config.apps[0].source,
+        std::path::absolute(dir.path().join("app")).unwrap()
+    );
+    assert_eq!(config.build.cache_dir, config.server.data_dir.join("envs"));
+}
+
+#[test]
+fn unknown_key_names_the_file_line_key_and_fix() {
+    let message = errors("[server]\nlisten = \"127.0.0.1:8080\"\ncolour = \"blue\"\n");
+    assert!(message.contains("portico.toml"), "{message}");
+    assert!(message.contains("line 3"), "{message}");
+    assert!(message.contains("unknown field `colour`"), "{message}");
+    assert!(message.contains("Fix: remove the key"), "{message}");
+}
+
+#[test]
+fn duplicate_app_names_are_refused() {
+    let message = errors(
+        "[[apps]]\nname = \"sales\"\nsource = \"app\"\n[[apps]]\nname = \"sales\"\nsource = \"app\"\n",
+    );
+    assert!(
+        message.contains("apps[1].name = \"sales\" is already the name of apps[0]"),
+        "{message}"
+    );
+}
+
+#[test]
+fn app_name_must_be_a_dns_label_and_a_fix_is_suggested() {
+    let message = errors("[[apps]]\nname = \"Sales Overview\"\nsource = \"app\"\n");
+    assert!(
+        message.contains("apps[0].name = \"Sales Overview\" is not a DNS label"),
+        "{message}"
+    );
+    assert!(message.contains("e.g. \"sales-overview\""), "{message}");
+}
+
+#[test]
+fn missing_app_folder_is_named() {
+    let message = errors("[[apps]]\nname = \"sales\"\nsource = \"nowhere\"\n");
+    assert!(
+        message.contains("apps[0].source = \"nowhere\""),
+        "{message}"
+    );
+    assert!(message.contains("does not exist"), "{message}");
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let message = errors(
+        "[server]\nlisten = \"localhost\"\n[[apps]]\nname = \"-x\"\nsource = \"nowhere\"\nenv = { PORT = \"1\" }\n",
+    );
+    assert!(message.contains("server.listen"), "{message}");
+    assert!(message.contains("apps[0].name"), "{message}");
+    assert!(message.contains("apps[0].source"), "{message}");
+    assert!(
+        message.contains("apps[0].env.PORT is set by Portico"),
+        "{message}"
+    );
+    assert_eq!(message.lines().count(), 4, "{message}");
+}
+
+#[test]
+fn unknown_framework_lists_the_known_ones() {
+    let message = errors("[[apps]]\nname = \"sales\"\nsource = \"app\"\nframework = \"django\"\n");
+    assert!(message.contains("unknown variant `django`"), "{message}");
+    assert!(message.contains("streamlit"), "{message}");
+}
+
+#[test]
+fn command_apps_need_a_command() {
+    let message = errors("[[apps]]\nname = \"api\"\nsource = \"app\"\nframework = \"command\"\n");
+    assert!(message.contains("apps[0].command is missing"), "{message}");
+}
+
+#[test]
+fn entrypoint_may_not_leave_the_app_folder() {
+    let message =
+        errors("[[apps]]\nname = \"sales\"\nsource = \"app\"\nentrypoint = \"../secret.py\"\n");
+    assert!(
+        message.contains("must be a file inside the app's folder"),
+        "{message}"
+    );
+}
+
+#[test]
+fn dns_labels() {
+    use super::validate::is_dns_label;
+    assert!(is_dns_label("sales"));
+    assert!(is_dns_label("r-shiny2"));
+    assert!(!is_dns_label(""));
+    assert!(!is_dns_label("Sales"));
+    assert!(!is_dns_label("sales-"));
+    assert!(!is_dns_label("a.b"));
+    assert!(!is_dns_label(&"a".repeat(64)));
+}

@@ -1,0 +1,280 @@
+//! Checks that serde cannot make, collecting every problem rather than stopping at the first.
+
+use super::raw;
+use super::{AppSpec, BuildConfig, Config, FleetConfig, Installer, Problem, ServerConfig};
+use crate::model::Framework;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+/// Environment variables Portico sets for every replica; an app may not override them.
+const RESERVED_ENV: &[&str] = &["PORT", "PORTICO_INSTANCE", "PORTICO_REPLICA"];
+
+pub fn validate(raw: raw::ConfigFile, base: &Path) -> Result<Config, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let server = server(raw.server, base, &mut problems);
+    let build = build(raw.build, base, &server, &mut problems);
+    let fleet = fleet(raw.fleet, &mut problems);
+    let apps = apps(raw.apps, base, &mut problems);
+    if problems.is_empty() {
+        Ok(Config {
+            path: PathBuf::new(),
+            server,
+            build,
+            fleet,
+            apps,
+        })
+    } else {
+        Err(problems)
+    }
+}
+
+fn server(raw: raw::Server, base: &Path, problems: &mut Vec<Problem>) -> ServerConfig {
+    let listen = socket_addr("server.listen", &raw.listen, problems);
+    let metrics_listen = raw
+        .metrics_listen
+        .as_deref()
+        .map(|text| socket_addr("server.metrics_listen", text, problems));
+    if metrics_listen.is_some() && metrics_listen == Some(listen) {
+        problems.push(Problem::new(
+            "server.metrics_listen",
+            format!("= \"{}\" is the same address as server.listen; choose another port or remove the key", raw.listen),
+        ));
+    }
+    if !is_domain(&raw.domain) {
+        problems.push(Problem::new(
+            "server.domain",
+            format!(
+                "= \"{}\" is not a host name; write DNS labels joined by dots, e.g. \"localhost\" or \"dash.example.com\"",
+                raw.domain
+            ),
+        ));
+    }
+    if raw.max_header_bytes < 8 * 1024 {
+        problems.push(Problem::new(
+            "server.max_header_bytes",
+            format!(
+                "= {} is too small for browsers' cookies and headers; write at least 8192",
+                raw.max_header_bytes
+            ),
+        ));
+    }
+    ServerConfig {
+        listen,
+        domain: raw.domain.to_ascii_lowercase(),
+        data_dir: base.join(&raw.data_dir),
+        metrics_listen,
+        max_header_bytes: raw.max_header_bytes,
+    }
+}
+
+fn build(
+    raw: raw::Build,
+    base: &Path,
+    server: &ServerConfig,
+    problems: &mut Vec<Problem>,
+) -> BuildConfig {
+    let installer = match raw.installer.as_deref() {
+        None | Some("auto") => Installer::Auto,
+        Some("uv") => Installer::Uv,
+        Some("pip") => Installer::Pip,
+        Some(other) => {
+            problems.push(Problem::new(
+                "build.installer",
+                format!("= \"{other}\" is not an installer; write \"auto\", \"uv\" or \"pip\""),
+            ));
+            Installer::Auto
+        }
+    };
+    BuildConfig {
+        cache_dir: raw
+            .cache_dir
+            .map(|d| base.join(d))
+            .unwrap_or_else(|| server.data_dir.join("envs")),
+        python: raw.python.unwrap_or_else(|| "python3".into()),
+        installer,
+    }
+}
+
+fn fleet(raw: raw::Fleet, problems: &mut Vec<Problem>) -> FleetConfig {
+    if raw.start_timeout_secs == 0 {
+        problems.push(Problem::new(
+            "fleet.start_timeout_secs",
+            "= 0 gives a dashboard no time to start; write the seconds to wait, e.g. 120",
+        ));
+    }
+    FleetConfig {
+        start_timeout: Duration::from_secs(raw.start_timeout_secs),
+        stop_grace: Duration::from_secs(raw.stop_grace_secs),
+        max_restarts: raw.max_restarts,
+    }
+}
+
+fn apps(raw: Vec<raw::App>, base: &Path, problems: &mut Vec<Problem>) -> Vec<AppSpec> {
+    let mut first_index: HashMap<String, usize> = HashMap::new();
+    let mut apps = Vec::with_capacity(raw.len());
+    for (i, app) in raw.into_iter().enumerate() {
+        let key = |field: &str| format!("apps[{i}].{field}");
+        if !is_dns_label(&app.name) {
+            problems.push(Problem::new(
+                key("name"),
+                format!(
+                    "= \"{}\" is not a DNS label, so it cannot be a host name (<name>.<domain>); use 1-63 lowercase letters, digits and '-', not starting or ending with '-', e.g. \"{}\"",
+                    app.name,
+                    suggest_label(&app.name)
+                ),
+            ));
+        } else if let Some(first) = first_index.get(&app.name) {
+            problems.push(Problem::new(
+                key("name"),
+                format!("= \"{}\" is already the name of apps[{first}]; app names must be unique, rename one of them", app.name),
+            ));
+        } else {
+            first_index.insert(app.name.clone(), i);
+        }
+
+        let source = base.join(&app.source);
+        if !source.is_dir() {
+            let what = if source.exists() {
+                "is not a folder"
+            } else {
+                "does not exist"
+            };
+            problems.push(Problem::new(
+                key("source"),
+                format!(
+                    "= \"{}\": {} {what}; point it at the app's folder (relative paths start at the config file's folder)",
+                    app.source,
+                    source.display()
+                ),
+            ));
+        }
+
+        if let Some(entry) = &app.entrypoint {
+            if !is_inside(entry) {
+                problems.push(Problem::new(
+                    key("entrypoint"),
+                    format!(
+                        "= \"{entry}\" must be a file inside the app's folder, e.g. \"app.py\""
+                    ),
+                ));
+            } else if source.is_dir() && !source.join(entry).is_file() {
+                problems.push(Problem::new(
+                    key("entrypoint"),
+                    format!("= \"{entry}\": there is no such file in {}; correct the name or remove the key to detect it", source.display()),
+                ));
+            }
+        }
+
+        match (app.framework, app.command.is_empty()) {
+            (Some(Framework::Command), true) => problems.push(Problem::new(
+                key("command"),
+                "is missing: framework = \"command\" needs the program to run, e.g. command = [\"./server\", \"--port\", \"$PORT\"]",
+            )),
+            (Some(Framework::Command), false) => {}
+            (_, false) => problems.push(Problem::new(
+                key("command"),
+                "is only used with framework = \"command\"; remove it, or set framework = \"command\"",
+            )),
+            (_, true) => {}
+        }
+
+        for name in app.env.keys() {
+            if RESERVED_ENV.contains(&name.as_str()) {
+                problems.push(Problem::new(
+                    format!("apps[{i}].env.{name}"),
+                    "is set by Portico for every replica; remove it".to_string(),
+                ));
+            } else if !is_env_name(name) {
+                problems.push(Problem::new(
+                    format!("apps[{i}].env.{name}"),
+                    "is not a valid environment variable name; use letters, digits and '_', not starting with a digit",
+                ));
+            }
+        }
+
+        if let Some(path) = &app.health_path {
+            if !path.starts_with('/') {
+                problems.push(Problem::new(
+                    key("health_path"),
+                    format!("= \"{path}\" must start with '/', e.g. \"/health\""),
+                ));
+            }
+        }
+
+        apps.push(AppSpec {
+            title: app.title.unwrap_or_else(|| app.name.clone()),
+            name: app.name,
+            description: app.description,
+            source,
+            framework: app.framework,
+            entrypoint: app.entrypoint,
+            env: app.env,
+            command: app.command,
+            health_path: app.health_path,
+        });
+    }
+    apps
+}
+
+fn socket_addr(key: &str, text: &str, problems: &mut Vec<Problem>) -> SocketAddr {
+    text.parse().unwrap_or_else(|_| {
+        problems.push(Problem::new(
+            key,
+            format!("= \"{text}\" is not an address and port; write e.g. \"127.0.0.1:8080\" or \"[::1]:8080\""),
+        ));
+        SocketAddr::from(([127, 0, 0, 1], 0))
+    })
+}
+
+/// RFC 1123 label, lowercase only so that one app has exactly one host name.
+pub fn is_dns_label(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
+}
+
+fn is_domain(domain: &str) -> bool {
+    domain.len() <= 253
+        && domain
+            .split('.')
+            .all(|label| is_dns_label(&label.to_ascii_lowercase()))
+}
+
+fn suggest_label(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        let c = c.to_ascii_lowercase();
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            out.push(c);
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    let out: String = out.trim_end_matches('-').chars().take(63).collect();
+    if out.is_empty() {
+        "my-dashboard".into()
+    } else {
+        out
+    }
+}
+
+fn is_inside(relative: &str) -> bool {
+    let path = Path::new(relative);
+    !relative.is_empty()
+        && path
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+}
+
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}

@@ -1,0 +1,16 @@
+//! Portico's shared vocabulary: the configuration schema and its validation, the domain
+//! model (frameworks, identities, replica states) and the route table that the control path
+//! publishes and the request path reads.
+//!
+//! Everything here is plain data with no I/O beyond reading the config file, so every other
+//! crate can depend on it.
+
+pub mod config;
+pub mod model;
+pub mod routes;
+pub mod urls;
+
+pub use config::{AppSpec, Config, ConfigError, Problem};
+pub use model::{AppStatus, Framework, Identity, MountStyle, ReplicaState};
+pub use routes::{AppRoute, RouteTable, SharedRoutes};
+pub use urls::PublicUrls;

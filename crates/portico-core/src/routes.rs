@@ -1,0 +1,67 @@
+//! The route table: what the request path knows about each app. The fleet publishes a new
+//! immutable snapshot whenever a replica becomes ready or goes away; the edge reads the
+//! current snapshot without locks or database round-trips.
+
+use crate::model::{AppStatus, Framework, MountStyle};
+use arc_swap::ArcSwap;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// One app as the edge and the portal see it.
+#[derive(Debug, Clone)]
+pub struct AppRoute {
+    pub name: Arc<str>,
+    pub title: Arc<str>,
+    pub description: Arc<str>,
+    pub framework: Option<Framework>,
+    pub status: AppStatus,
+    pub mount: MountStyle,
+    /// Addresses of ready replicas; empty while none is ready.
+    pub endpoints: Arc<[SocketAddr]>,
+}
+
+/// An immutable snapshot of every app's route.
+#[derive(Debug, Clone, Default)]
+pub struct RouteTable {
+    apps: HashMap<Arc<str>, Arc<AppRoute>>,
+    /// Config order, so that the portal lists apps the way the operator wrote them.
+    order: Vec<Arc<str>>,
+}
+
+impl RouteTable {
+    pub fn new(routes: Vec<AppRoute>) -> RouteTable {
+        let order = routes.iter().map(|r| r.name.clone()).collect();
+        let apps = routes
+            .into_iter()
+            .map(|r| (r.name.clone(), Arc::new(r)))
+            .collect();
+        RouteTable { apps, order }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<AppRoute>> {
+        self.apps.get(name)
+    }
+
+    /// Apps in config order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<AppRoute>> {
+        self.order.iter().filter_map(|name| self.apps.get(name))
+    }
+
+    /// A copy of this table with one app's route replaced through `change`.
+    pub fn with_app(&self, name: &str, change: impl FnOnce(&mut AppRoute)) -> RouteTable {
+        let mut next = self.clone();
+        if let Some(route) = next.apps.get_mut(name) {
+            change(Arc::make_mut(route));
+        }
+        next
+    }
+}
+
+/// The shared, atomically swapped route table.
+pub type SharedRoutes = Arc<ArcSwap<RouteTable>>;
+
+/// Applies `change` to one app in the shared table (retrying if another writer raced).
+pub fn update_app(routes: &SharedRoutes, name: &str, change: impl Fn(&mut AppRoute)) {
+    routes.rcu(|table| table.with_app(name, &change));
+}

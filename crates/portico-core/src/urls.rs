@@ -1,0 +1,90 @@
+//! The public addresses of the portal and of each app (DESIGN.md, "Addresses").
+
+/// Builds the URLs people use: the portal at `http://<domain>:<port>/`, an app at
+/// `http://<name>.<domain>:<port>/` (host-based) and `http://<domain>:<port>/apps/<name>/`.
+#[derive(Debug, Clone)]
+pub struct PublicUrls {
+    scheme: &'static str,
+    domain: String,
+    /// `:8080`, or empty for the scheme's default port.
+    port_suffix: String,
+}
+
+/// The first path segment under which path-based apps live.
+pub const APPS_PATH: &str = "/apps/";
+
+impl PublicUrls {
+    pub fn new(domain: &str, port: u16, tls: bool) -> PublicUrls {
+        let (scheme, default_port) = if tls { ("https", 443) } else { ("http", 80) };
+        let port_suffix = if port == default_port {
+            String::new()
+        } else {
+            format!(":{port}")
+        };
+        PublicUrls {
+            scheme,
+            domain: domain.to_owned(),
+            port_suffix,
+        }
+    }
+
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    pub fn portal(&self) -> String {
+        format!("{}://{}{}/", self.scheme, self.domain, self.port_suffix)
+    }
+
+    pub fn app_host(&self, app: &str) -> String {
+        format!(
+            "{}://{}.{}{}/",
+            self.scheme, app, self.domain, self.port_suffix
+        )
+    }
+
+    pub fn app_path(&self, app: &str) -> String {
+        format!(
+            "{}://{}{}{}{}/",
+            self.scheme, self.domain, self.port_suffix, APPS_PATH, app
+        )
+    }
+
+    /// The `Host` values a browser sends for this app (for frameworks that check WebSocket
+    /// origins, such as Panel).
+    pub fn app_hosts(&self, app: &str) -> [String; 2] {
+        [
+            format!("{}{}", self.domain, self.port_suffix),
+            format!("{}.{}{}", app, self.domain, self.port_suffix),
+        ]
+    }
+}
+
+/// The path prefix of an app in path mode, without a trailing slash: `/apps/sales`.
+pub fn app_prefix(app: &str) -> String {
+    format!("{}{}", APPS_PATH.trim_end_matches('/'), app_suffix(app))
+}
+
+fn app_suffix(app: &str) -> String {
+    format!("/{app}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_ports_are_left_out_of_urls() {
+        let urls = PublicUrls::new("example.com", 443, true);
+        assert_eq!(urls.portal(), "https://example.com/");
+        assert_eq!(urls.app_host("sales"), "https://sales.example.com/");
+        assert_eq!(urls.app_path("sales"), "https://example.com/apps/sales/");
+    }
+
+    #[test]
+    fn other_ports_are_kept() {
+        let urls = PublicUrls::new("localhost", 8080, false);
+        assert_eq!(urls.app_host("sales"), "http://sales.localhost:8080/");
+        assert_eq!(app_prefix("sales"), "/apps/sales");
+    }
+}

@@ -1,0 +1,28 @@
+//! Portico's edge: the listener and the life of a request.
+//!
+//! ```text
+//! accept ─▶ request_filter ─▶ identity ─▶ router ─▶ policy ─▶ balancer ─▶ proxy ─▶ replica
+//!           bad paths,        (anonymous  host/path  (allow    ready        HTTP and
+//!           spoofed headers    for now)   → target    all)     endpoint     WebSocket
+//! ```
+//!
+//! `lifecycle::handle` calls these phases in this order; each lives in its own module.
+//! The request path reads only the route table snapshot and in-memory state: never the store.
+
+mod balancer;
+mod body;
+mod hop;
+mod lifecycle;
+mod listener;
+mod pages;
+mod policy;
+mod proxy;
+mod request_filter;
+mod router;
+mod telemetry;
+
+pub use body::ProxyBody;
+pub use lifecycle::{Edge, EdgeOptions, ListenerKind};
+pub use listener::{bind, serve, BindError};
+pub use proxy::UpstreamTimeouts;
+pub use telemetry::install_metrics_recorder;

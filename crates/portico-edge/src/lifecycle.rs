@@ -1,0 +1,371 @@
+//! The life of a request, phase by phase (see the crate documentation for the diagram).
+
+use crate::balancer::Balancer;
+use crate::body::{from_axum, full, ProxyBody};
+use crate::pages::{plain, redirect, Page};
+use crate::policy;
+use crate::proxy::{Forward, ProxyError, Upstream, UpstreamTimeouts};
+use crate::request_filter::{check_path, strip_client_headers, UnsafePath};
+use crate::router::{request_host, route, Internal, Target};
+use crate::telemetry::{Telemetry, PORTAL_LABEL};
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use metrics_exporter_prometheus::PrometheusHandle;
+use portico_core::{AppRoute, AppStatus, Identity, PublicUrls, SharedRoutes};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+use tower::ServiceExt;
+
+/// How the edge is set up.
+pub struct EdgeOptions {
+    pub urls: PublicUrls,
+    /// `false` when metrics have a listener of their own.
+    pub metrics_on_main_listener: bool,
+    pub upstream: UpstreamTimeouts,
+}
+
+/// Which listener a request arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerKind {
+    Main,
+    /// Serves only `/metrics`, `/healthz` and `/readyz`.
+    Metrics,
+}
+
+pub struct Edge {
+    routes: SharedRoutes,
+    portal: axum::Router,
+    options: EdgeOptions,
+    portal_url: String,
+    upstream: Upstream,
+    balancer: Balancer,
+    telemetry: Telemetry,
+    metrics: Option<PrometheusHandle>,
+    /// Latches once every app has settled after start-up (see `readyz`).
+    ready: AtomicBool,
+}
+
+impl Edge {
+    pub fn new(
+        routes: SharedRoutes,
+        portal: axum::Router,
+        options: EdgeOptions,
+        metrics: Option<PrometheusHandle>,
+    ) -> Edge {
+        Edge {
+            routes,
+            portal,
+            portal_url: options.urls.portal(),
+            upstream: Upstream::new(options.upstream),
+            options,
+            balancer: Balancer::default(),
+            telemetry: Telemetry::default(),
+            metrics,
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    pub async fn handle(
+        &self,
+        mut req: Request<Incoming>,
+        peer: SocketAddr,
+        listener: ListenerKind,
+    ) -> Response<ProxyBody> {
+        let started = Instant::now();
+
+        // Phase 1: request filter.
+        if let Err(problem) = check_path(req.uri().path()) {
+            return self.finish(PORTAL_LABEL, started, self.bad_path(problem));
+        }
+        strip_client_headers(req.headers_mut());
+
+        // Phase 2: identity. Every request is anonymous until sign-in exists.
+        let identity = Identity::Anonymous;
+
+        // Phase 3: router.
+        let host_header = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned);
+        let Some(host) = request_host(
+            host_header.as_deref(),
+            req.uri().authority().map(|a| a.as_str()),
+        ) else {
+            let page = Page {
+                status: StatusCode::BAD_REQUEST,
+                heading: "This request names no host",
+                message: "Portico routes by host name, and this request did not say which host it was for.",
+                hint: "Open the address in a browser, or send a Host header.",
+                refresh: None,
+            };
+            return self.finish(PORTAL_LABEL, started, page.render(&self.portal_url));
+        };
+        if listener == ListenerKind::Metrics {
+            let target = match req.uri().path() {
+                "/metrics" => Internal::Metrics,
+                "/readyz" => Internal::Readyz,
+                "/healthz" => Internal::Healthz,
+                _ => {
+                    return plain(
+                        StatusCode::NOT_FOUND,
+                        "not found: this listener serves /metrics, /healthz and /readyz\n",
+                    )
+                }
+            };
+            return self.internal(target);
+        }
+        let table = self.routes.load();
+        let target = route(
+            &table,
+            self.options.urls.domain(),
+            &host,
+            req.uri().path(),
+            req.uri().query(),
+        );
+        let (route, mode) = match target {
+            Target::App { route, mode } => (route, mode),
+            Target::Portal => {
+                let response = self
+                    .portal
+                    .clone()
+                    .oneshot(req.map(axum::body::Body::new))
+                    .await;
+                let response = match response {
+                    Ok(response) => response.map(from_axum),
+                    Err(never) => match never {},
+                };
+                return self.finish(PORTAL_LABEL, started, response);
+            }
+            Target::Internal(Internal::Metrics) if !self.options.metrics_on_main_listener => {
+                return self.finish(PORTAL_LABEL, started, self.unknown_app("metrics"));
+            }
+            Target::Internal(internal) => return self.internal(internal),
+            Target::AddSlash(location) => {
+                return self.finish(PORTAL_LABEL, started, redirect(&location))
+            }
+            Target::UnknownApp(name) => {
+                return self.finish(PORTAL_LABEL, started, self.unknown_app(&name))
+            }
+            Target::UnknownHost(host) => {
+                return self.finish(PORTAL_LABEL, started, self.unknown_host(&host))
+            }
+        };
+
+        // Phase 4: policy.
+        if !policy::allows(&identity, &route) {
+            let page = Page {
+                status: StatusCode::FORBIDDEN,
+                heading: "You do not have access to this dashboard",
+                message: "Ask the dashboard's owner or an administrator for access.",
+                hint: "",
+                refresh: None,
+            };
+            return self.finish(&route.name, started, page.render(&self.portal_url));
+        }
+
+        // Phase 5: balancer.
+        let Some(endpoint) = self.balancer.pick(&route) else {
+            return self.finish(&route.name, started, self.not_ready(&route));
+        };
+
+        // Phase 6: proxy.
+        let host = host_header.unwrap_or(host);
+        let forward = Forward {
+            route: &route,
+            mode,
+            endpoint,
+            peer,
+            host: &host,
+            scheme: "http",
+        };
+        let response = match self.upstream.forward(req, forward).await {
+            Ok(response) => response,
+            Err(error) => {
+                self.telemetry.app(&route.name).upstream_errors.increment(1);
+                tracing::warn!(app = %route.name, %endpoint, "upstream error: {error}");
+                self.upstream_failed(&route, &error)
+            }
+        };
+        self.finish(&route.name, started, response)
+    }
+
+    fn finish(
+        &self,
+        app: &str,
+        started: Instant,
+        response: Response<ProxyBody>,
+    ) -> Response<ProxyBody> {
+        self.telemetry
+            .app(app)
+            .record(response.status().as_u16(), started.elapsed());
+        response
+    }
+
+    fn internal(&self, which: Internal) -> Response<ProxyBody> {
+        match which {
+            Internal::Healthz => plain(StatusCode::OK, "ok\n"),
+            Internal::Readyz => self.readyz(),
+            Internal::Metrics => match &self.metrics {
+                Some(handle) => {
+                    let mut response = Response::new(full(handle.render()));
+                    response.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                    );
+                    response
+                }
+                None => plain(StatusCode::NOT_FOUND, "metrics are not enabled\n"),
+            },
+        }
+    }
+
+    /// Ready once every app has settled (running or failed) after start-up; it then stays
+    /// ready, so that one app restarting never takes the whole portal out of a load balancer.
+    fn readyz(&self) -> Response<ProxyBody> {
+        let table = self.routes.load();
+        if !self.ready.load(Ordering::Relaxed) {
+            let settled = table
+                .iter()
+                .all(|r| matches!(r.status, AppStatus::Running | AppStatus::Failed(_)));
+            if settled {
+                self.ready.store(true, Ordering::Relaxed);
+            }
+        }
+        let apps: serde_json::Map<String, serde_json::Value> = table
+            .iter()
+            .map(|r| (r.name.to_string(), r.status.label().into()))
+            .collect();
+        let ready = self.ready.load(Ordering::Relaxed);
+        let body = serde_json::json!({ "ready": ready, "apps": apps }).to_string();
+        let mut response = Response::new(full(body));
+        *response.status_mut() = if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+    }
+
+    fn bad_path(&self, problem: UnsafePath) -> Response<ProxyBody> {
+        let message = match problem {
+            UnsafePath::DotSegment => {
+                "This address contains a '.' or '..' segment, which Portico does not forward."
+            }
+            UnsafePath::EncodedSeparator => {
+                "This address contains an encoded '/' or '\\', which Portico does not forward."
+            }
+            UnsafePath::BadEncoding => {
+                "This address contains percent-encoding that is not valid UTF-8."
+            }
+        };
+        Page {
+            status: StatusCode::BAD_REQUEST,
+            heading: "This address is not allowed",
+            message,
+            hint: "Check the link you followed, or start again from the list of dashboards.",
+            refresh: None,
+        }
+        .render(&self.portal_url)
+    }
+
+    fn unknown_app(&self, name: &str) -> Response<ProxyBody> {
+        let message = format!("There is no dashboard called “{name}” here.");
+        Page {
+            status: StatusCode::NOT_FOUND,
+            heading: "Dashboard not found",
+            message: &message,
+            hint: "It may have been renamed or removed. The list of dashboards shows what is available.",
+            refresh: None,
+        }
+        .render(&self.portal_url)
+    }
+
+    fn unknown_host(&self, host: &str) -> Response<ProxyBody> {
+        let message = format!("Portico serves no site at “{host}”.");
+        Page {
+            status: StatusCode::NOT_FOUND,
+            heading: "Unknown address",
+            message: &message,
+            hint: "Check the address; dashboards live at <name>.<domain> or under /apps/<name>/.",
+            refresh: None,
+        }
+        .render(&self.portal_url)
+    }
+
+    fn not_ready(&self, route: &AppRoute) -> Response<ProxyBody> {
+        let (heading, message, hint, refresh);
+        let failed_message;
+        match &route.status {
+            AppStatus::Failed(reason) => {
+                heading = format!("{} failed to start", route.title);
+                // Only the first line: the rest may quote the app's output, which is for
+                // administrators (`portico logs`), not for every visitor.
+                failed_message = format!(
+                    "{}.",
+                    reason
+                        .lines()
+                        .next()
+                        .unwrap_or("unknown reason")
+                        .trim_end_matches('.')
+                );
+                message = failed_message.as_str();
+                hint =
+                    "An administrator can see the details with `portico logs` and `portico apps`.";
+                refresh = None;
+            }
+            AppStatus::Stopped => {
+                heading = format!("{} is stopped", route.title);
+                message = "Portico is shutting this dashboard down.";
+                hint = "Try again in a moment.";
+                refresh = Some(5);
+            }
+            AppStatus::Building => {
+                heading = format!("{} is being prepared", route.title);
+                message = "Its environment is being installed; this happens once per change of its requirements.";
+                hint = "This page refreshes by itself.";
+                refresh = Some(2);
+            }
+            AppStatus::Starting | AppStatus::Running => {
+                heading = format!("{} is starting", route.title);
+                message = "The dashboard is starting up.";
+                hint = "This page refreshes by itself.";
+                refresh = Some(2);
+            }
+        }
+        Page {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            heading: &heading,
+            message,
+            hint,
+            refresh,
+        }
+        .render(&self.portal_url)
+    }
+
+    fn upstream_failed(&self, route: &AppRoute, error: &ProxyError) -> Response<ProxyBody> {
+        let (status, heading) = match error {
+            ProxyError::Timeout(_) => (
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("{} took too long to answer", route.title),
+            ),
+            _ => (
+                StatusCode::BAD_GATEWAY,
+                format!("{} is not answering", route.title),
+            ),
+        };
+        Page {
+            status,
+            heading: &heading,
+            message: "The dashboard did not answer this request. If it crashed, Portico is restarting it.",
+            hint: "Reload the page in a few seconds.",
+            refresh: None,
+        }
+        .render(&self.portal_url)
+    }
+}

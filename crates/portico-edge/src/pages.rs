@@ -1,0 +1,77 @@
+//! Pages the edge answers with itself: what happened, and what the person can do about it.
+//! One template for all of them, so every error looks and reads the same.
+
+use crate::body::{full, ProxyBody};
+use askama::Template;
+use http::{header, HeaderValue, Response, StatusCode};
+
+#[derive(Template)]
+#[template(path = "status.html")]
+struct StatusPage<'a> {
+    status: u16,
+    heading: &'a str,
+    message: &'a str,
+    hint: &'a str,
+    /// Seconds after which the page reloads itself (for "starting" pages).
+    refresh: Option<u32>,
+    portal: &'a str,
+}
+
+/// A page for a person, with an HTTP status a program can act on.
+pub struct Page<'a> {
+    pub status: StatusCode,
+    pub heading: &'a str,
+    pub message: &'a str,
+    pub hint: &'a str,
+    pub refresh: Option<u32>,
+}
+
+impl Page<'_> {
+    pub fn render(&self, portal: &str) -> Response<ProxyBody> {
+        let html = StatusPage {
+            status: self.status.as_u16(),
+            heading: self.heading,
+            message: self.message,
+            hint: self.hint,
+            refresh: self.refresh,
+            portal,
+        }
+        .render()
+        .unwrap_or_else(|_| format!("{} {}", self.status.as_u16(), self.heading));
+        let mut response = Response::new(full(html));
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(
+            "x-content-type-options",
+            HeaderValue::from_static("nosniff"),
+        );
+        if let Some(seconds) = self.refresh {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+pub fn plain(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
+    let mut response = Response::new(full(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+pub fn redirect(location: &str) -> Response<ProxyBody> {
+    let mut response = Response::new(full(Vec::new()));
+    *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}

@@ -1,0 +1,254 @@
+//! The last phase: forward the request to a replica over a pooled connection and stream the
+//! answer back, or, for a WebSocket, complete the handshake on both sides and splice the two
+//! connections together.
+
+use crate::body::{from_incoming, ProxyBody};
+use crate::hop::{restore_upgrade, strip_hop_by_hop};
+use crate::router::Mode;
+use http::header::{HeaderValue, HOST};
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use portico_core::urls::app_prefix;
+use portico_core::{AppRoute, MountStyle};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Timeouts towards replicas.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamTimeouts {
+    pub connect: Duration,
+    /// Until the replica's response headers arrive (long-running callbacks need headroom).
+    pub response: Duration,
+}
+
+impl Default for UpstreamTimeouts {
+    fn default() -> Self {
+        UpstreamTimeouts {
+            connect: Duration::from_secs(5),
+            response: Duration::from_secs(300),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("the replica did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("cannot reach the replica: {0}")]
+    Unreachable(String),
+    #[error("cannot build the upstream request: {0}")]
+    Request(String),
+}
+
+/// Pooled HTTP/1.1 connections to replicas.
+pub struct Upstream {
+    client: Client<HttpConnector, ProxyBody>,
+    timeouts: UpstreamTimeouts,
+}
+
+/// Where and how to forward one request.
+pub struct Forward<'a> {
+    pub route: &'a AppRoute,
+    pub mode: Mode,
+    pub endpoint: SocketAddr,
+    pub peer: SocketAddr,
+    /// The host the client asked for, with port, as sent.
+    pub host: &'a str,
+    pub scheme: &'static str,
+}
+
+impl Upstream {
+    pub fn new(timeouts: UpstreamTimeouts) -> Upstream {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(timeouts.connect));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        Upstream { client, timeouts }
+    }
+
+    pub async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        f: Forward<'_>,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        // Taken before the request is consumed: resolves once we answered 101 to the client.
+        let client_upgrade = hyper::upgrade::on(&mut req);
+        let (mut parts, body) = req.into_parts();
+
+        let path_and_query = upstream_path(f.route, f.mode, &parts.uri);
+        parts.uri = Uri::builder()
+            .scheme("http")
+            .authority(f.endpoint.to_string())
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(|e| ProxyError::Request(e.to_string()))?;
+        parts.version = Version::HTTP_11;
+
+        let headers = &mut parts.headers;
+        let upgrade = strip_hop_by_hop(headers);
+        if let Some(upgrade) = upgrade.clone() {
+            restore_upgrade(headers, upgrade);
+        }
+        // Frameworks check WebSocket origins against Host, and build absolute URLs from it:
+        // they must see the host the browser used (HTTP/2 carries it as :authority only).
+        if let Ok(host) = HeaderValue::from_str(f.host) {
+            headers.insert(HOST, host);
+        }
+        if let Ok(ip) = HeaderValue::from_str(&f.peer.ip().to_string()) {
+            headers.insert("x-forwarded-for", ip);
+        }
+        headers.insert("x-forwarded-proto", HeaderValue::from_static(f.scheme));
+        if let Ok(host) = HeaderValue::from_str(f.host) {
+            headers.insert("x-forwarded-host", host);
+        }
+        if f.mode == Mode::Path {
+            if let Ok(prefix) = HeaderValue::from_str(&app_prefix(&f.route.name)) {
+                headers.insert("x-forwarded-prefix", prefix);
+            }
+        }
+
+        let request = Request::from_parts(parts, from_incoming(body));
+        let mut response = match tokio::time::timeout(
+            self.timeouts.response,
+            self.client.request(request),
+        )
+        .await
+        {
+            Err(_) => return Err(ProxyError::Timeout(self.timeouts.response)),
+            Ok(Err(e)) => return Err(ProxyError::Unreachable(describe_client_error(&e))),
+            Ok(Ok(response)) => response,
+        };
+
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS && upgrade.is_some() {
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            tokio::spawn(async move {
+                let (client, upstream) = match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        tracing::debug!("websocket upgrade did not complete: {e}");
+                        return;
+                    }
+                };
+                let mut client = TokioIo::new(client);
+                let mut upstream = TokioIo::new(upstream);
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            });
+            let (parts, _) = response.into_parts();
+            return Ok(Response::from_parts(parts, crate::body::empty()));
+        }
+
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        Ok(Response::from_parts(parts, from_incoming(body)))
+    }
+}
+
+/// The path a replica expects (see `MountStyle`): prefixed apps always see `/apps/<name>/…`,
+/// root apps always see `/…`, whichever address the browser used.
+fn upstream_path(route: &AppRoute, mode: Mode, uri: &Uri) -> String {
+    let path = uri.path();
+    let prefix = app_prefix(&route.name);
+    let rewritten: std::borrow::Cow<'_, str> = match (route.mount, mode) {
+        (MountStyle::Prefixed, Mode::Path) | (MountStyle::Root, Mode::Host) => path.into(),
+        (MountStyle::Prefixed, Mode::Host) => {
+            let already = path
+                .strip_prefix(prefix.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+            if already {
+                path.into()
+            } else {
+                format!("{prefix}{path}").into()
+            }
+        }
+        (MountStyle::Root, Mode::Path) => {
+            let rest = path.strip_prefix(prefix.as_str()).unwrap_or(path);
+            if rest.is_empty() {
+                "/".into()
+            } else {
+                rest.into()
+            }
+        }
+    };
+    match uri.query() {
+        Some(q) => format!("{rewritten}?{q}"),
+        None => rewritten.into_owned(),
+    }
+}
+
+fn describe_client_error(error: &hyper_util::client::legacy::Error) -> String {
+    use std::error::Error;
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portico_core::AppStatus;
+    use std::sync::Arc;
+
+    fn route(mount: MountStyle) -> AppRoute {
+        AppRoute {
+            name: "sales".into(),
+            title: "Sales".into(),
+            description: "".into(),
+            framework: None,
+            status: AppStatus::Running,
+            mount,
+            endpoints: Arc::from(vec![]),
+        }
+    }
+
+    fn rewrite(mount: MountStyle, mode: Mode, uri: &str) -> String {
+        upstream_path(&route(mount), mode, &uri.parse().unwrap())
+    }
+
+    #[test]
+    fn prefixed_apps_always_see_their_prefix() {
+        assert_eq!(
+            rewrite(MountStyle::Prefixed, Mode::Path, "/apps/sales/x?a=1"),
+            "/apps/sales/x?a=1"
+        );
+        assert_eq!(
+            rewrite(MountStyle::Prefixed, Mode::Host, "/x?a=1"),
+            "/apps/sales/x?a=1"
+        );
+        assert_eq!(
+            rewrite(MountStyle::Prefixed, Mode::Host, "/"),
+            "/apps/sales/"
+        );
+        // Absolute links the app generated with its prefix are not prefixed twice.
+        assert_eq!(
+            rewrite(MountStyle::Prefixed, Mode::Host, "/apps/sales/_dash-layout"),
+            "/apps/sales/_dash-layout"
+        );
+        assert_eq!(
+            rewrite(MountStyle::Prefixed, Mode::Host, "/apps/salesman"),
+            "/apps/sales/apps/salesman"
+        );
+    }
+
+    #[test]
+    fn root_apps_never_see_the_prefix() {
+        assert_eq!(
+            rewrite(MountStyle::Root, Mode::Path, "/apps/sales/websocket/"),
+            "/websocket/"
+        );
+        assert_eq!(rewrite(MountStyle::Root, Mode::Path, "/apps/sales/"), "/");
+        assert_eq!(
+            rewrite(MountStyle::Root, Mode::Host, "/websocket/?x"),
+            "/websocket/?x"
+        );
+    }
+}

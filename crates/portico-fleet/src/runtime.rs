@@ -1,0 +1,66 @@
+//! The Runtime contract (DESIGN.md): start a replica from a launch spec and get an endpoint;
+//! stop it (gracefully, then forcibly); learn when it exits; read its recent log; list what
+//! is running. Process, Docker and Kubernetes runtimes implement the same trait.
+
+use async_trait::async_trait;
+use portico_build::LaunchSpec;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct ReplicaSpec {
+    /// Unique across restarts: `<app>-<random>`.
+    pub id: String,
+    pub app: String,
+    pub launch: LaunchSpec,
+    /// Where the replica's stdout and stderr go (size-bounded).
+    pub log_path: PathBuf,
+}
+
+/// How a replica ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exit {
+    /// "exited with status 1", "killed by signal 9 (SIGKILL)".
+    pub description: String,
+}
+
+/// A started replica.
+#[derive(Debug, Clone)]
+pub struct Replica {
+    pub id: String,
+    pub endpoint: SocketAddr,
+    /// The operating-system process, where the runtime has one.
+    pub pid: Option<u32>,
+    /// Becomes `Some` when the replica has exited, for whatever reason.
+    pub exited: watch::Receiver<Option<Exit>>,
+}
+
+/// Why a replica could not be started at all.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("`{program}` was not found on the PATH")]
+    ProgramMissing { program: String },
+    #[error("cannot start `{program}`: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("cannot prepare the replica: {0}")]
+    Prepare(String),
+}
+
+#[async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    /// Short name recorded with each replica ("process", "docker", …).
+    fn name(&self) -> &'static str;
+    async fn start(&self, spec: &ReplicaSpec) -> Result<Replica, StartError>;
+    /// Asks the replica to stop, and forces it after `grace`. Returns once it is gone.
+    async fn stop(&self, id: &str, grace: Duration);
+    /// The last `lines` lines the replica printed.
+    fn log_tail(&self, id: &str, lines: usize) -> Vec<String>;
+    /// Ids of replicas this runtime is running.
+    fn list(&self) -> Vec<String>;
+}

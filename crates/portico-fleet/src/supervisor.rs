@@ -1,0 +1,543 @@
+//! One supervisor task per app. Its life:
+//!
+//! ```text
+//! building ──env ok──▶ starting ──probe ok──▶ running ──exit──▶ starting (after backoff)
+//!    │                    │  ▲                                    │
+//!    └─install failed─▶ failed ◀── too many consecutive crashes ──┘
+//! ```
+//!
+//! Every transition is written to the store (status and an event with its reason) and to
+//! the route table (status and ready endpoints), so the CLI, the portal and the edge agree.
+
+use crate::probe::Prober;
+use crate::runtime::{Exit, Replica, ReplicaSpec, Runtime, StartError};
+use portico_build::{launch_spec, Detected, EnvBuilder, LaunchSpec, PythonEnv};
+use portico_core::config::FleetConfig;
+use portico_core::routes::update_app;
+use portico_core::{AppSpec, AppStatus, Framework, PublicUrls, ReplicaState, SharedRoutes};
+use portico_store::{ReplicaRow, Store};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// A replica that stayed ready this long is considered healthy: its crash starts the
+/// backoff (and the count towards `max_restarts`) afresh.
+const HEALTHY_AFTER: Duration = Duration::from_secs(60);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Lines of the app's output quoted when it is marked failed.
+const FAILURE_LOG_LINES: usize = 15;
+
+/// An app ready to be supervised: its config and what detection found.
+#[derive(Debug, Clone)]
+pub struct PreparedApp {
+    pub spec: AppSpec,
+    pub detected: Detected,
+}
+
+/// Everything the supervisors share.
+struct Context {
+    runtime: Arc<dyn Runtime>,
+    store: Store,
+    routes: SharedRoutes,
+    envs: Arc<EnvBuilder>,
+    fleet: FleetConfig,
+    urls: PublicUrls,
+    logs_dir: PathBuf,
+    runners_dir: PathBuf,
+    prober: Prober,
+}
+
+/// The running fleet: one supervisor per app.
+pub struct Fleet {
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Fleet {
+    /// Starts a supervisor for each app. Apps are supervised independently: one that fails
+    /// to build or start does not hold up the others.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start(
+        apps: Vec<PreparedApp>,
+        runtime: Arc<dyn Runtime>,
+        store: Store,
+        routes: SharedRoutes,
+        envs: Arc<EnvBuilder>,
+        fleet: FleetConfig,
+        urls: PublicUrls,
+        data_dir: &Path,
+    ) -> Fleet {
+        let (shutdown, stop_rx) = watch::channel(false);
+        let context = Arc::new(Context {
+            runtime,
+            store,
+            routes,
+            runners_dir: envs.cache_dir().join("runners"),
+            envs,
+            fleet,
+            urls,
+            logs_dir: data_dir.join("logs"),
+            prober: Prober::default(),
+        });
+        let mut tasks = JoinSet::new();
+        for app in apps {
+            let supervisor = Supervisor {
+                context: context.clone(),
+                app,
+                stop: stop_rx.clone(),
+            };
+            tasks.spawn(supervisor.run());
+        }
+        Fleet { shutdown, tasks }
+    }
+
+    /// Stops every replica (gracefully, within the configured grace) and waits for it.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+struct Supervisor {
+    context: Arc<Context>,
+    app: PreparedApp,
+    stop: watch::Receiver<bool>,
+}
+
+/// How one replica's life ended.
+enum Ending {
+    /// Portico is shutting down; the replica has been stopped.
+    Shutdown,
+    /// It crashed or never became ready; restart it.
+    Crashed { reason: String, was_healthy: bool },
+    /// It cannot run; do not retry.
+    Fatal(String),
+}
+
+impl Supervisor {
+    fn name(&self) -> &str {
+        &self.app.spec.name
+    }
+
+    async fn run(mut self) {
+        let launch = match self.prepare().await {
+            Ok(launch) => launch,
+            Err(reason) => {
+                self.fail(&reason, "build-failed").await;
+                return self.idle_until_shutdown().await;
+            }
+        };
+        let release = match self.record_release(&launch).await {
+            Ok(id) => id,
+            Err(reason) => {
+                self.fail(&reason, "store-failed").await;
+                return self.idle_until_shutdown().await;
+            }
+        };
+
+        let mut consecutive_crashes: u32 = 0;
+        loop {
+            self.set_status(AppStatus::Starting, None).await;
+            match self.run_replica(&launch.0, release).await {
+                Ending::Shutdown => break,
+                Ending::Fatal(reason) => {
+                    self.fail(&reason, "failed").await;
+                    return self.idle_until_shutdown().await;
+                }
+                Ending::Crashed {
+                    reason,
+                    was_healthy,
+                } => {
+                    consecutive_crashes = if was_healthy {
+                        1
+                    } else {
+                        consecutive_crashes + 1
+                    };
+                    if consecutive_crashes > self.context.fleet.max_restarts {
+                        let message = format!(
+                            "stopped restarting after {consecutive_crashes} failures in a row; the last: {reason}"
+                        );
+                        self.fail(&message, "gave-up").await;
+                        return self.idle_until_shutdown().await;
+                    }
+                    let backoff = backoff(consecutive_crashes);
+                    self.event(
+                        None,
+                        "restarting",
+                        &format!("{reason}; restarting in {}s", backoff.as_secs()),
+                    )
+                    .await;
+                    let _ = self
+                        .context
+                        .store
+                        .record_restart(self.name(), &reason)
+                        .await;
+                    if self.sleep_or_shutdown(backoff).await {
+                        break;
+                    }
+                }
+            }
+        }
+        self.set_status(AppStatus::Stopped, None).await;
+    }
+
+    /// Builds the environment and the launch spec. Errors are the user-facing reason.
+    async fn prepare(&self) -> Result<(LaunchSpec, Option<PythonEnv>), String> {
+        let app = &self.app;
+        self.set_status(AppStatus::Building, None).await;
+        let _ = self
+            .context
+            .store
+            .set_app_framework(self.name(), app.detected.framework)
+            .await;
+        let app_logs = self.context.logs_dir.join(self.name());
+        std::fs::create_dir_all(&app_logs)
+            .map_err(|e| format!("cannot create {}: {e}", app_logs.display()))?;
+        let runners = portico_build::install_runners(&self.context.runners_dir)
+            .map_err(|e| format!("cannot write Portico's runner scripts: {e}"))?;
+        let python = if app.detected.framework.is_python() {
+            let requirements = EnvBuilder::requirements_text(
+                app.detected.framework,
+                app.detected.requirements.as_deref(),
+            )
+            .map_err(|e| e.to_string())?;
+            let build_log = app_logs.join("build.log");
+            let started = Instant::now();
+            let env = self
+                .context
+                .envs
+                .ensure(&requirements, &app.spec.source, &build_log)
+                .await
+                .map_err(|e| e.to_string())?;
+            self.event(
+                None,
+                "environment",
+                &format!(
+                    "Python environment {} ready in {:.1}s",
+                    env.digest,
+                    started.elapsed().as_secs_f64()
+                ),
+            )
+            .await;
+            Some(env)
+        } else {
+            None
+        };
+        let hosts = self.context.urls.app_hosts(self.name());
+        Ok((
+            launch_spec(&app.spec, &app.detected, python.as_ref(), &hosts, &runners),
+            python,
+        ))
+    }
+
+    async fn record_release(
+        &self,
+        launch: &(LaunchSpec, Option<PythonEnv>),
+    ) -> Result<i64, String> {
+        let environment = launch
+            .1
+            .as_ref()
+            .map(|e| e.digest.as_str())
+            .unwrap_or("system");
+        self.context
+            .store
+            .release_for(
+                self.name(),
+                self.app.detected.framework,
+                &self.app.detected.entrypoint,
+                environment,
+            )
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Starts one replica and follows it until it ends.
+    async fn run_replica(&mut self, launch: &LaunchSpec, release: i64) -> Ending {
+        let id = format!("{}-{:06x}", self.name(), rand::random::<u32>() & 0xff_ffff);
+        let spec = ReplicaSpec {
+            id: id.clone(),
+            app: self.name().to_owned(),
+            launch: launch.clone(),
+            log_path: self
+                .context
+                .logs_dir
+                .join(self.name())
+                .join(format!("{id}.log")),
+        };
+        let replica = match self.context.runtime.start(&spec).await {
+            Ok(replica) => replica,
+            Err(StartError::ProgramMissing { program }) => {
+                let hint = if self.app.detected.framework == Framework::RShiny {
+                    "; install R and Shiny (Debian: apt-get install r-base-core r-cran-shiny)"
+                } else {
+                    ""
+                };
+                return Ending::Fatal(format!("`{program}` was not found on the PATH{hint}"));
+            }
+            Err(e) => {
+                return Ending::Crashed {
+                    reason: e.to_string(),
+                    was_healthy: false,
+                }
+            }
+        };
+        let _ = self
+            .context
+            .store
+            .insert_replica(&ReplicaRow {
+                id: id.clone(),
+                app: self.name().to_owned(),
+                release_id: release,
+                runtime: self.context.runtime.name().to_owned(),
+                pid: replica.pid,
+                endpoint: Some(replica.endpoint.to_string()),
+                state: ReplicaState::Starting,
+                exit_reason: None,
+                log_path: spec.log_path.to_string_lossy().into_owned(),
+                started_at: portico_store::timestamp(),
+            })
+            .await;
+        self.event(
+            Some(&id),
+            "started",
+            &format!("replica {id} started on {}", replica.endpoint),
+        )
+        .await;
+
+        match self.wait_ready(&replica, &launch.health_path).await {
+            Readiness::Ready => {}
+            Readiness::Exited(exit) => {
+                return self.crashed(&replica, &exit.description, false).await
+            }
+            Readiness::TimedOut => {
+                self.context
+                    .runtime
+                    .stop(&id, self.context.fleet.stop_grace)
+                    .await;
+                let reason = format!(
+                    "did not answer on {} within {}s",
+                    launch.health_path,
+                    self.context.fleet.start_timeout.as_secs()
+                );
+                return self.crashed(&replica, &reason, false).await;
+            }
+            Readiness::Shutdown => return self.stop_replica(&replica).await,
+        }
+
+        let ready_at = Instant::now();
+        let _ = self
+            .context
+            .store
+            .set_replica_state(&id, ReplicaState::Ready, None)
+            .await;
+        self.publish(AppStatus::Running, vec![replica.endpoint]);
+        let _ = self
+            .context
+            .store
+            .set_app_status(self.name(), &AppStatus::Running)
+            .await;
+        gauge(self.name(), 1.0);
+        self.event(Some(&id), "ready", &format!("replica {id} is ready"))
+            .await;
+
+        let mut exited = replica.exited.clone();
+        let shutting_down = tokio::select! {
+            _ = exited.wait_for(Option::is_some) => false,
+            _ = self.stop.wait_for(|stop| *stop) => true,
+        };
+        gauge(self.name(), 0.0);
+        if shutting_down {
+            return self.stop_replica(&replica).await;
+        }
+        let description = exited
+            .borrow()
+            .as_ref()
+            .map(|e| e.description.clone())
+            .unwrap_or_default();
+        self.crashed(&replica, &description, ready_at.elapsed() >= HEALTHY_AFTER)
+            .await
+    }
+
+    async fn wait_ready(&mut self, replica: &Replica, path: &str) -> Readiness {
+        let deadline = Instant::now() + self.context.fleet.start_timeout;
+        let mut interval = Duration::from_millis(100);
+        let mut exited = replica.exited.clone();
+        loop {
+            if let Some(exit) = exited.borrow().clone() {
+                return Readiness::Exited(exit);
+            }
+            if Instant::now() >= deadline {
+                return Readiness::TimedOut;
+            }
+            if self
+                .context
+                .prober
+                .ready(replica.endpoint, path, Duration::from_secs(2))
+                .await
+            {
+                return Readiness::Ready;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = exited.wait_for(Option::is_some) => {}
+                _ = self.stop.wait_for(|stop| *stop) => return Readiness::Shutdown,
+            }
+            interval = (interval * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    async fn crashed(&self, replica: &Replica, reason: &str, was_healthy: bool) -> Ending {
+        self.publish(AppStatus::Starting, vec![]);
+        let _ = self
+            .context
+            .store
+            .set_replica_state(&replica.id, ReplicaState::Exited, Some(reason))
+            .await;
+        let tail = self
+            .context
+            .runtime
+            .log_tail(&replica.id, FAILURE_LOG_LINES);
+        self.context.runtime.stop(&replica.id, Duration::ZERO).await;
+        self.event(
+            Some(&replica.id),
+            "exited",
+            &format!("replica {} {reason}", replica.id),
+        )
+        .await;
+        let reason = if tail.is_empty() || was_healthy {
+            reason.to_owned()
+        } else {
+            format!("{reason}; its last output:\n{}", tail.join("\n"))
+        };
+        Ending::Crashed {
+            reason,
+            was_healthy,
+        }
+    }
+
+    async fn stop_replica(&self, replica: &Replica) -> Ending {
+        self.publish(AppStatus::Stopped, vec![]);
+        let _ = self
+            .context
+            .store
+            .set_replica_state(&replica.id, ReplicaState::Stopping, None)
+            .await;
+        self.context
+            .runtime
+            .stop(&replica.id, self.context.fleet.stop_grace)
+            .await;
+        let _ = self
+            .context
+            .store
+            .set_replica_state(&replica.id, ReplicaState::Stopped, None)
+            .await;
+        self.event(
+            Some(&replica.id),
+            "stopped",
+            &format!("replica {} stopped", replica.id),
+        )
+        .await;
+        Ending::Shutdown
+    }
+
+    async fn fail(&self, reason: &str, kind: &str) {
+        tracing::error!(app = %self.name(), "{reason}");
+        self.set_status(AppStatus::Failed(reason.to_owned()), Some(kind))
+            .await;
+    }
+
+    async fn set_status(&self, status: AppStatus, event_kind: Option<&str>) {
+        if let (Some(kind), AppStatus::Failed(reason)) = (event_kind, &status) {
+            self.event(None, kind, reason).await;
+        }
+        let _ = self
+            .context
+            .store
+            .set_app_status(self.name(), &status)
+            .await;
+        update_app(&self.context.routes, self.name(), |route| {
+            route.status = status.clone();
+            if status != AppStatus::Running {
+                route.endpoints = Arc::from(Vec::new());
+            }
+        });
+    }
+
+    fn publish(&self, status: AppStatus, endpoints: Vec<std::net::SocketAddr>) {
+        let endpoints: Arc<[std::net::SocketAddr]> = Arc::from(endpoints);
+        let mount = self.app_mount();
+        update_app(&self.context.routes, self.name(), |route| {
+            route.status = status.clone();
+            route.endpoints = endpoints.clone();
+            route.mount = mount;
+            route.framework = Some(self.app.detected.framework);
+        });
+    }
+
+    fn app_mount(&self) -> portico_core::MountStyle {
+        // The mount style is a property of the framework's launch, fixed for the app's life.
+        let hosts = self.context.urls.app_hosts(self.name());
+        launch_spec(
+            &self.app.spec,
+            &self.app.detected,
+            None,
+            &hosts,
+            Path::new(""),
+        )
+        .mount
+    }
+
+    async fn event(&self, replica: Option<&str>, kind: &str, message: &str) {
+        tracing::info!(app = %self.name(), replica, kind, "{message}");
+        let _ = self
+            .context
+            .store
+            .add_event(self.name(), replica, kind, message)
+            .await;
+    }
+
+    /// After a fatal failure: keep the task (and the app's failed status) until shutdown.
+    async fn idle_until_shutdown(mut self) {
+        let _ = self.stop.wait_for(|stop| *stop).await;
+    }
+
+    /// Sleeps, returning `true` early if Portico is shutting down.
+    async fn sleep_or_shutdown(&mut self, duration: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(duration) => false,
+            _ = self.stop.wait_for(|stop| *stop) => true,
+        }
+    }
+}
+
+enum Readiness {
+    Ready,
+    Exited(Exit),
+    TimedOut,
+    Shutdown,
+}
+
+/// 1s, 2s, 4s, … up to 30s.
+fn backoff(consecutive_crashes: u32) -> Duration {
+    let exponent = consecutive_crashes.saturating_sub(1).min(5);
+    (Duration::from_secs(1) * 2u32.pow(exponent)).min(MAX_BACKOFF)
+}
+
+fn gauge(app: &str, ready: f64) {
+    metrics::gauge!("portico_replicas", "app" => app.to_owned(), "state" => "ready").set(ready);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff;
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_doubles_up_to_thirty_seconds() {
+        let waits: Vec<u64> = (1..=8).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(waits, vec![1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(backoff(1), Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,93 @@
+use super::*;
+use std::path::Path;
+
+#[tokio::test]
+async fn apps_releases_replicas_and_events_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).await.unwrap();
+    store
+        .register_apps(&[(
+            "sales",
+            "Sales",
+            Some(Framework::Streamlit),
+            Path::new("/srv/sales"),
+        )])
+        .await
+        .unwrap();
+    let release = store
+        .release_for("sales", Framework::Streamlit, "app.py", "env-1")
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .release_for("sales", Framework::Streamlit, "app.py", "env-1")
+            .await
+            .unwrap(),
+        release
+    );
+    assert_ne!(
+        store
+            .release_for("sales", Framework::Streamlit, "app.py", "env-2")
+            .await
+            .unwrap(),
+        release
+    );
+
+    store
+        .insert_replica(&ReplicaRow {
+            id: "sales-1".into(),
+            app: "sales".into(),
+            release_id: release,
+            runtime: "process".into(),
+            pid: Some(42),
+            endpoint: Some("127.0.0.1:5000".into()),
+            state: ReplicaState::Starting,
+            exit_reason: None,
+            log_path: "/tmp/x.log".into(),
+            started_at: timestamp(),
+        })
+        .await
+        .unwrap();
+    store
+        .set_replica_state("sales-1", ReplicaState::Exited, Some("killed by SIGKILL"))
+        .await
+        .unwrap();
+    store
+        .record_restart("sales", "killed by SIGKILL")
+        .await
+        .unwrap();
+    store
+        .add_event("sales", Some("sales-1"), "exited", "killed by SIGKILL")
+        .await
+        .unwrap();
+
+    let apps = store.apps().await.unwrap();
+    assert_eq!(apps[0].restarts, 1);
+    assert_eq!(
+        apps[0].last_restart_reason.as_deref(),
+        Some("killed by SIGKILL")
+    );
+    let replicas = store.replicas("sales", 10).await.unwrap();
+    assert_eq!(replicas[0].state, ReplicaState::Exited);
+    assert_eq!(replicas[0].pid, Some(42));
+    assert_eq!(
+        store.events("sales", 10).await.unwrap()[0].message,
+        "killed by SIGKILL"
+    );
+}
+
+#[tokio::test]
+async fn apps_removed_from_the_config_are_forgotten_and_restarts_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).await.unwrap();
+    let src = Path::new("/srv");
+    store
+        .register_apps(&[("a", "A", None, src), ("b", "B", None, src)])
+        .await
+        .unwrap();
+    store.record_restart("a", "crash").await.unwrap();
+    store.register_apps(&[("a", "A", None, src)]).await.unwrap();
+    let apps = store.apps().await.unwrap();
+    assert_eq!(apps.len(), 1);
+    assert_eq!(apps[0].restarts, 0);
+}

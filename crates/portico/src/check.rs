@@ -1,0 +1,92 @@
+//! `portico check`, and the validation `up` shares with it: the config file, then framework
+//! detection for every app. Problems that stop Portico from starting are errors; problems
+//! that only stop one app (a missing Rscript, say) are warnings, because the others still run.
+
+use crate::config_path;
+use portico_build::detect;
+use portico_core::{Config, ConfigError, Framework, Problem};
+use portico_fleet::PreparedApp;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+pub struct Validated {
+    pub config: Config,
+    pub apps: Vec<PreparedApp>,
+    pub warnings: Vec<String>,
+}
+
+/// Everything `up` needs to know before it binds a port or starts a process.
+pub fn validate(explicit: Option<PathBuf>) -> Result<Validated, String> {
+    let path = config_path::resolve(explicit)?;
+    let config = Config::load(&path).map_err(|e| e.to_string())?;
+    let mut problems = Vec::new();
+    let mut apps = Vec::new();
+    for (i, spec) in config.apps.iter().enumerate() {
+        match detect(spec) {
+            Ok(detected) => apps.push(PreparedApp {
+                spec: spec.clone(),
+                detected,
+            }),
+            Err(e) => problems.push(Problem::new(format!("apps[{i}].source"), e.to_string())),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ConfigError::Invalid {
+            file: path,
+            problems,
+        }
+        .to_string());
+    }
+    let mut warnings = Vec::new();
+    let r_apps: Vec<&str> = apps
+        .iter()
+        .filter(|a| a.detected.framework == Framework::RShiny)
+        .map(|a| a.spec.name.as_str())
+        .collect();
+    if !r_apps.is_empty() && portico_build::env::which("Rscript").is_none() {
+        warnings.push(format!(
+            "Rscript is not on the PATH, so {} cannot start (the other apps will). Install R and Shiny: apt-get install r-base-core r-cran-shiny",
+            r_apps.join(", ")
+        ));
+    }
+    if apps.iter().any(|a| a.detected.framework.is_python())
+        && config.build.installer == portico_core::config::Installer::Auto
+        && portico_build::env::which("uv").is_none()
+    {
+        warnings.push("uv is not on the PATH: Python environments will be built with python3 -m venv and pip, which is slower (pip install uv)".into());
+    }
+    Ok(Validated {
+        config,
+        apps,
+        warnings,
+    })
+}
+
+pub fn run(explicit: Option<PathBuf>) -> ExitCode {
+    match validate(explicit) {
+        Ok(validated) => {
+            for warning in &validated.warnings {
+                eprintln!("warning: {warning}");
+            }
+            let config = &validated.config;
+            println!(
+                "{}: ok, {} app(s)",
+                config.path.display(),
+                validated.apps.len()
+            );
+            for app in &validated.apps {
+                println!(
+                    "  {:<20} {:<17} {}",
+                    app.spec.name,
+                    app.detected.framework.display_name(),
+                    app.spec.source.join(&app.detected.entrypoint).display()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("{message}");
+            ExitCode::from(2)
+        }
+    }
+}

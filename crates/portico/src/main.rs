@@ -1,0 +1,88 @@
+//! `portico`: the command line. Wiring only: each subcommand lives in its own module and
+//! calls into the library crates.
+
+mod apps;
+mod check;
+mod config_path;
+mod instance_lock;
+mod logs;
+mod output;
+mod up;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "portico",
+    version,
+    about = "Put analysts' dashboards into production: TLS, sign-in, scaling and deploys in one binary."
+)]
+struct Cli {
+    /// The config file. Default: $PORTICO_CONFIG, else ./portico.toml, else the repository's examples/portico.toml.
+    #[arg(long, short, global = true, env = "PORTICO_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run Portico in the foreground: build, start and serve every app. Ctrl-C stops it all.
+    Up {
+        /// Log format on stderr.
+        #[arg(long, value_enum, default_value_t = output::LogFormat::Text)]
+        log_format: output::LogFormat,
+    },
+    /// Validate the config exactly as `up` would, without starting anything.
+    Check,
+    /// Show each app's status, replicas and restarts.
+    Apps {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print an app's log (its current replica's output, or its build log).
+    Logs {
+        /// The app's name.
+        app: String,
+        /// Keep printing new lines as they arrive (follows restarts too).
+        #[arg(long, short)]
+        follow: bool,
+        /// How many of the last lines to print first.
+        #[arg(long, short = 'n', default_value_t = 100)]
+        lines: usize,
+        /// Print the environment build log instead.
+        #[arg(long)]
+        build: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("portico: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = cli.config;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Up { log_format } => up::run(config, log_format).await,
+            Command::Check => check::run(config),
+            Command::Apps { json } => apps::run(config, json).await,
+            Command::Logs {
+                app,
+                follow,
+                lines,
+                build,
+            } => logs::run(config, &app, follow, lines, build).await,
+        }
+    })
+}

@@ -1,0 +1,22 @@
+//! Logging set-up and small formatting helpers.
+
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs to stderr; `PORTICO_LOG` takes a tracing filter (e.g. `debug`, `portico_edge=debug`).
+pub fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("PORTICO_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,hyper=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_target(false).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

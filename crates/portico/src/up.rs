@@ -1,0 +1,201 @@
+//! `portico up`: validate, bind, recover, start the fleet and the edge, print the addresses,
+//! and on SIGINT/SIGTERM stop accepting, stop every replica, and exit.
+
+use crate::check::{self, Validated};
+use crate::instance_lock;
+use crate::output::{init_logging, LogFormat};
+use portico_build::EnvBuilder;
+use portico_console::ConsoleState;
+use portico_core::{AppRoute, AppStatus, MountStyle, PublicUrls, RouteTable};
+use portico_edge::{Edge, EdgeOptions, ListenerKind, UpstreamTimeouts};
+use portico_fleet::{process::recover_orphans, Fleet, ProcessRuntime};
+use portico_store::Store;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+pub async fn run(explicit: Option<PathBuf>, log_format: LogFormat) -> ExitCode {
+    let validated = match check::validate(explicit) {
+        Ok(v) => v,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(log_format);
+    for warning in &validated.warnings {
+        tracing::warn!("{warning}");
+    }
+    match serve(validated).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("portico: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(validated: Validated) -> Result<(), String> {
+    let Validated { config, apps, .. } = validated;
+    let server = &config.server;
+
+    // Bind first: a port in use is the commonest start-up failure and should cost nothing.
+    let main_listener = portico_edge::bind(server.listen, "server.listen")
+        .await
+        .map_err(|e| e.to_string())?;
+    let metrics_listener = match server.metrics_listen {
+        Some(addr) => Some(
+            portico_edge::bind(addr, "server.metrics_listen")
+                .await
+                .map_err(|e| e.to_string())?,
+        ),
+        None => None,
+    };
+
+    std::fs::create_dir_all(&server.data_dir).map_err(|e| {
+        format!(
+            "cannot create the data folder {}: {e}",
+            server.data_dir.display()
+        )
+    })?;
+    let data_dir =
+        std::fs::canonicalize(&server.data_dir).unwrap_or_else(|_| server.data_dir.clone());
+    let _lock = instance_lock::acquire(&data_dir)?;
+    let instance = data_dir.to_string_lossy().into_owned();
+    let orphans = recover_orphans(&instance);
+    if !orphans.is_empty() {
+        tracing::warn!(pids = ?orphans, "stopped {} process(es) left over from an earlier run", orphans.len());
+    }
+
+    let store = Store::open(&data_dir).await.map_err(|e| e.to_string())?;
+    store
+        .close_stale_replicas()
+        .await
+        .map_err(|e| e.to_string())?;
+    let registered: Vec<_> = apps
+        .iter()
+        .map(|a| {
+            (
+                a.spec.name.as_str(),
+                a.spec.title.as_str(),
+                Some(a.detected.framework),
+                a.spec.source.as_path(),
+            )
+        })
+        .collect();
+    store
+        .register_apps(&registered)
+        .await
+        .map_err(|e| e.to_string())?;
+
+    let metrics = portico_edge::install_metrics_recorder()
+        .map_err(|e| format!("cannot set up metrics: {e}"))?;
+    let port = main_listener
+        .local_addr()
+        .map(|a| a.port())
+        .unwrap_or(server.listen.port());
+    let urls = PublicUrls::new(&server.domain, port, false);
+    let routes = Arc::new(arc_swap::ArcSwap::from_pointee(RouteTable::new(
+        apps.iter()
+            .map(|a| AppRoute {
+                name: a.spec.name.as_str().into(),
+                title: a.spec.title.as_str().into(),
+                description: a.spec.description.as_str().into(),
+                framework: Some(a.detected.framework),
+                status: AppStatus::Building,
+                mount: MountStyle::Root,
+                endpoints: Arc::from(Vec::new()),
+            })
+            .collect(),
+    )));
+
+    let envs = Arc::new(EnvBuilder::new(config.build.clone()));
+    let runtime = Arc::new(ProcessRuntime::new(instance));
+    let fleet = Fleet::start(
+        apps,
+        runtime,
+        store.clone(),
+        routes.clone(),
+        envs,
+        config.fleet.clone(),
+        urls.clone(),
+        &data_dir,
+    );
+
+    let portal = portico_console::router(Arc::new(ConsoleState {
+        routes: routes.clone(),
+        urls: urls.clone(),
+    }));
+    let options = EdgeOptions {
+        urls: urls.clone(),
+        metrics_on_main_listener: metrics_listener.is_none(),
+        upstream: UpstreamTimeouts::default(),
+    };
+    let edge = Arc::new(Edge::new(routes.clone(), portal, options, Some(metrics)));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let max_header = server.max_header_bytes;
+    let mut servers = vec![tokio::spawn(portico_edge::serve(
+        main_listener,
+        edge.clone(),
+        ListenerKind::Main,
+        max_header,
+        stop_rx.clone(),
+    ))];
+    if let Some(listener) = metrics_listener {
+        servers.push(tokio::spawn(portico_edge::serve(
+            listener,
+            edge.clone(),
+            ListenerKind::Metrics,
+            max_header,
+            stop_rx.clone(),
+        )));
+    }
+
+    println!("Portico is up. Portal: {}", urls.portal());
+    for route in routes.load().iter() {
+        println!(
+            "  {:<20} {}  {}",
+            route.name,
+            urls.app_host(&route.name),
+            urls.app_path(&route.name)
+        );
+    }
+    if let Some(addr) = server.metrics_listen {
+        println!("Metrics: http://{addr}/metrics");
+    }
+    println!("Press Ctrl-C to stop.");
+
+    let signal_name = wait_for_stop_signal().await;
+    tracing::info!("{signal_name} received: stopping");
+    let _ = stop_tx.send(true);
+    // A second signal while draining means "now": replicas still die with us (PDEATHSIG).
+    tokio::spawn(async {
+        wait_for_stop_signal().await;
+        eprintln!("portico: stopping immediately");
+        std::process::exit(130);
+    });
+    fleet.shutdown().await;
+    for server in servers {
+        let _ = server.await;
+    }
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_stop_signal() -> &'static str {
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        // Without signal handlers we cannot stop cleanly; wait forever rather than exit now.
+        std::future::pending::<()>().await;
+        unreachable!()
+    };
+    tokio::select! {
+        _ = interrupt.recv() => "SIGINT",
+        _ = terminate.recv() => "SIGTERM",
+    }
+}

@@ -1,0 +1,36 @@
+from flask import Flask, jsonify, render_template_string, request
+
+app = Flask(__name__)
+
+PAGE = """<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Flask demo · Portico</title>
+<style>body { font-family: system-ui, sans-serif; max-width: 40rem; margin: 2rem auto; }</style></head>
+<body>
+<h1>Hello from Flask</h1>
+<p>Served by Portico (gunicorn behind it). Type a name: the answer comes back from a JSON endpoint.</p>
+<label for="name">Your name</label><br>
+<input id="name" type="text" autocomplete="off">
+<p id="greeting">Type your name above.</p>
+<script>
+  // Relative URL: works at the app's own host and under /apps/<name>/ alike.
+  const input = document.getElementById("name");
+  const out = document.getElementById("greeting");
+  input.addEventListener("input", async () => {
+    const response = await fetch("api/greet?name=" + encodeURIComponent(input.value));
+    out.textContent = (await response.json()).greeting;
+  });
+</script>
+</body>
+</html>"""
+
+
+@app.get("/")
+def index():
+    return render_template_string(PAGE)
+
+
+@app.get("/api/greet")
+def greet():
+    name = request.args.get("name", "").strip()
+    return jsonify(greeting=f"Hello, {name}, from Flask!" if name else "Type your name above.")
