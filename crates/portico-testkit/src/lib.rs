@@ -1,1 +1,68 @@
-//! placeholder
+//! Test harness: start a real Portico with real dashboards, talk to it like a browser or a
+//! user at a terminal, and clean up every process afterwards, whatever the test did.
+//!
+//! Every wait here is bounded in time and waits on a readiness signal, never a fixed sleep.
+
+mod browser;
+mod portico;
+
+pub use browser::Browser;
+pub use portico::{AppConfig, Portico, PorticoConfig};
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The repository's `examples/` folder.
+pub fn examples_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .canonicalize()
+        .expect("examples/ exists")
+}
+
+/// Test fixtures shipped with the portico crate's tests.
+pub fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../portico/tests/fixtures")
+        .canonicalize()
+        .expect("fixtures exist")
+}
+
+/// A loopback port that nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, failing the test after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Whether a process is alive (and not a zombie).
+pub fn is_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,265 @@
+//! A Portico process under test.
+
+use crate::{eventually, free_port, is_alive};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// One `[[apps]]` entry.
+#[derive(Clone, Debug)]
+pub struct AppConfig {
+    pub name: String,
+    pub source: PathBuf,
+    /// Extra TOML lines for this app (`framework = "command"`, …).
+    pub extra: String,
+}
+
+impl AppConfig {
+    pub fn new(name: &str, source: impl Into<PathBuf>) -> AppConfig {
+        AppConfig {
+            name: name.into(),
+            source: source.into(),
+            extra: String::new(),
+        }
+    }
+
+    /// One of the repository's demo dashboards, under its own name.
+    pub fn example(name: &str) -> AppConfig {
+        AppConfig::new(name, crate::examples_dir().join(name))
+    }
+
+    pub fn with(mut self, toml_line: &str) -> AppConfig {
+        self.extra.push_str(toml_line);
+        self.extra.push('\n');
+        self
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct PorticoConfig {
+    pub apps: Vec<AppConfig>,
+    /// Extra TOML appended after `[server]`'s keys (e.g. `metrics_listen = …`).
+    pub server_extra: String,
+    /// `[fleet]` keys.
+    pub fleet_extra: String,
+}
+
+impl PorticoConfig {
+    pub fn with_app(mut self, app: AppConfig) -> Self {
+        self.apps.push(app);
+        self
+    }
+}
+
+/// A running `portico up`. Dropping it kills Portico and anything it started.
+pub struct Portico {
+    child: Option<Child>,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub data_dir: PathBuf,
+    bin: PathBuf,
+    apps: Vec<String>,
+}
+
+/// Environments are shared by all tests of a run (and across runs): building them is the
+/// slow part, and what is under test is that Portico uses them, not that uv is fast.
+fn shared_env_cache() -> PathBuf {
+    std::env::var_os("PORTICO_TEST_ENV_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/portico-test-envs")
+        })
+}
+
+impl Portico {
+    /// Writes a config for these apps and returns it without starting anything.
+    pub fn prepare(config: &PorticoConfig) -> (tempfile::TempDir, PathBuf, u16) {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut toml = format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\ndomain = \"localhost\"\ndata_dir = \"data\"\n{}\n[build]\ncache_dir = {:?}\n[fleet]\nstart_timeout_secs = 120\nstop_grace_secs = 5\n{}\n",
+            config.server_extra,
+            shared_env_cache().to_string_lossy(),
+            config.fleet_extra,
+        );
+        for app in &config.apps {
+            toml.push_str(&format!(
+                "\n[[apps]]\nname = \"{}\"\ntitle = \"{} app\"\nsource = {:?}\n{}",
+                app.name,
+                app.name,
+                app.source.to_string_lossy(),
+                app.extra
+            ));
+        }
+        let path = dir.path().join("portico.toml");
+        std::fs::write(&path, toml).unwrap();
+        (dir, path, port)
+    }
+
+    /// Starts Portico and waits until `/readyz` says every app has settled.
+    pub async fn start(bin: &str, config: PorticoConfig) -> Portico {
+        let (dir, config_path, port) = Portico::prepare(&config);
+        let log = std::fs::File::create(dir.path().join("portico.log")).unwrap();
+        let child = Command::new(bin)
+            .args(["up", "--config"])
+            .arg(&config_path)
+            .env("PORTICO_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("portico starts");
+        let data_dir = dir.path().join("data");
+        let mut portico = Portico {
+            child: Some(child),
+            port,
+            dir,
+            config_path,
+            data_dir,
+            bin: bin.into(),
+            apps: config.apps.iter().map(|a| a.name.clone()).collect(),
+        };
+        portico.wait_ready(Duration::from_secs(240)).await;
+        portico
+    }
+
+    async fn wait_ready(&mut self, timeout: Duration) {
+        let url = format!("{}readyz", self.portal_url());
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(response) = client.get(&url).send().await {
+                if response.status().is_success() {
+                    return;
+                }
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("portico exited early ({status}):\n{}", self.log());
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "portico not ready after {timeout:?}:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Everything Portico printed so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("portico.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    pub fn portal_url(&self) -> String {
+        format!("http://localhost:{}/", self.port)
+    }
+
+    pub fn app_host_url(&self, app: &str) -> String {
+        format!("http://{app}.localhost:{}/", self.port)
+    }
+
+    pub fn app_path_url(&self, app: &str) -> String {
+        format!("http://localhost:{}/apps/{app}/", self.port)
+    }
+
+    /// An HTTP client that resolves every app's host name to loopback.
+    pub fn client(&self) -> reqwest::Client {
+        let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+        for app in &self.apps {
+            builder = builder.resolve(
+                &format!("{app}.localhost"),
+                ([127, 0, 0, 1], self.port).into(),
+            );
+        }
+        builder
+            .resolve("localhost", ([127, 0, 0, 1], self.port).into())
+            .build()
+            .unwrap()
+    }
+
+    /// Runs a `portico` subcommand against this instance's config.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(&self.bin)
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// `portico apps --json`, parsed.
+    pub fn apps_json(&self) -> serde_json::Value {
+        let output = self.cli(&["apps", "--json"]);
+        assert!(
+            output.status.success(),
+            "portico apps failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+
+    /// The pids of every process Portico started for this instance (replicas and their
+    /// children), found by the instance mark in their environment.
+    pub fn replica_pids(&self) -> Vec<u32> {
+        let instance = std::fs::canonicalize(&self.data_dir).unwrap_or(self.data_dir.clone());
+        let marker = format!("PORTICO_INSTANCE={}", instance.display());
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        dir.flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/environ"))
+                    .map(|env| env.split(|b| *b == 0).any(|var| var == marker.as_bytes()))
+                    .unwrap_or(false)
+            })
+            .filter(|pid| is_alive(*pid))
+            .collect()
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        kill(Pid::from_raw(self.pid() as i32), signal).unwrap();
+    }
+
+    /// Waits for Portico to exit; returns its exit status.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let child = self.child.as_mut().expect("running");
+        let status = eventually("portico to exit", timeout, || {
+            let status = child.try_wait().ok().flatten();
+            async move { status }
+        })
+        .await;
+        self.child = None;
+        status
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    pub fn data_path(&self, relative: &str) -> PathBuf {
+        Path::new(&self.data_dir).join(relative)
+    }
+}
+
+impl Drop for Portico {
+    fn drop(&mut self) {
+        let leftovers = self.replica_pids();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for pid in leftovers {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+    }
+}
