@@ -1,0 +1,210 @@
+//! Replicas are supervised: a killed replica is restarted and `portico apps` says why; an app
+//! that cannot start fails alone; and Portico leaves no process behind however it stops.
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use portico_testkit::{eventually, fixtures_dir, is_alive, AppConfig, Portico, PorticoConfig};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_portico");
+
+/// The Flask example runs under gunicorn: a master and a worker, so a replica is a process
+/// group with a child, which is what cleanup must cope with.
+fn flask() -> AppConfig {
+    AppConfig::example("flask")
+}
+
+/// A replica that starts in milliseconds: Python's own HTTP server.
+fn static_site() -> AppConfig {
+    AppConfig::new("files", fixtures_dir().join("echo"))
+        .with("framework = \"command\"")
+        .with("command = [\"python3\", \"-m\", \"http.server\", \"$PORT\", \"--bind\", \"127.0.0.1\"]")
+}
+
+async fn status_of(portico: &Portico, url: &str) -> u16 {
+    portico
+        .client()
+        .get(url)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+fn app<'a>(apps: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    apps["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == name)
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_a_replica_restarts_it_and_apps_shows_the_restart_and_its_reason() {
+    let portico = Portico::start(BIN, PorticoConfig::default().with_app(flask())).await;
+    let url = portico.app_host_url("flask");
+    assert_eq!(status_of(&portico, &url).await, 200);
+
+    let before = portico.apps_json();
+    let replica = &app(&before, "flask")["replicas"][0];
+    assert_eq!(replica["state"], "ready");
+    let pid = replica["pid"].as_u64().unwrap() as i32;
+    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+
+    let after = eventually("a new ready replica", Duration::from_secs(60), || async {
+        let apps = portico.apps_json();
+        let flask = app(&apps, "flask");
+        let ready = flask["replicas"][0]["state"] == "ready"
+            && flask["replicas"][0]["pid"].as_u64() != Some(pid as u64);
+        ready.then(|| flask.clone())
+    })
+    .await;
+    assert_eq!(after["restarts"], 1);
+    let reason = after["last_restart_reason"].as_str().unwrap();
+    assert!(reason.contains("killed by signal 9 (SIGKILL)"), "{reason}");
+    assert_eq!(status_of(&portico, &url).await, 200, "the app serves again");
+
+    let table = String::from_utf8(portico.cli(&["apps"]).stdout).unwrap();
+    assert!(table.contains("killed by signal 9 (SIGKILL)"), "{table}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_app_that_keeps_crashing_is_marked_failed_with_its_last_output() {
+    let crashing = AppConfig::new("crashy", fixtures_dir().join("echo"))
+        .with("framework = \"command\"")
+        .with("command = [\"sh\", \"-c\", \"echo 'cannot open data.csv' >&2; exit 3\"]");
+    let config = PorticoConfig {
+        fleet_extra: "max_restarts = 1".into(),
+        ..Default::default()
+    }
+    .with_app(crashing)
+    .with_app(static_site());
+    let portico = Portico::start(BIN, config).await;
+
+    let crashy = eventually("crashy to be failed", Duration::from_secs(30), || async {
+        let apps = portico.apps_json();
+        let crashy = app(&apps, "crashy").clone();
+        (crashy["status"] == "failed").then_some(crashy)
+    })
+    .await;
+    let reason = crashy["reason"].as_str().unwrap();
+    assert!(reason.contains("exited with status 3"), "{reason}");
+    assert!(reason.contains("cannot open data.csv"), "{reason}");
+
+    let page = portico
+        .client()
+        .get(portico.app_host_url("crashy"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 503);
+    let body = page.text().await.unwrap();
+    assert!(body.contains("crashy app failed to start"), "{body}");
+    assert!(
+        !body.contains("data.csv"),
+        "the app's output is for administrators, not visitors: {body}"
+    );
+    assert_eq!(
+        status_of(&portico, &portico.app_host_url("files")).await,
+        200,
+        "the other app still runs"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requirements_that_fail_to_install_show_the_installers_message_and_the_other_apps_still_run(
+) {
+    let broken = AppConfig::new("broken", fixtures_dir().join("broken-requirements"));
+    let portico = Portico::start(
+        BIN,
+        PorticoConfig::default()
+            .with_app(broken)
+            .with_app(static_site()),
+    )
+    .await;
+
+    let apps = portico.apps_json();
+    let broken = app(&apps, "broken");
+    assert_eq!(broken["status"], "failed");
+    let reason = broken["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("installing the Python requirements failed"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("/nonexistent/portico-missing-package"),
+        "the installer's own words: {reason}"
+    );
+
+    let build_log = portico.cli(&["logs", "broken", "--build"]);
+    assert!(String::from_utf8_lossy(&build_log.stdout).contains("portico-missing-package"));
+    assert_eq!(
+        status_of(&portico, &portico.app_host_url("files")).await,
+        200
+    );
+    assert_eq!(
+        status_of(&portico, &portico.app_path_url("broken")).await,
+        503
+    );
+}
+
+async fn stop_leaves_no_process_behind(signal: Signal) {
+    let mut portico = Portico::start(
+        BIN,
+        PorticoConfig::default()
+            .with_app(flask())
+            .with_app(static_site()),
+    )
+    .await;
+    let pids = portico.replica_pids();
+    assert!(
+        pids.len() >= 3,
+        "gunicorn master + worker and http.server: {pids:?}"
+    );
+    portico.signal(signal);
+    let status = portico.wait_exit(Duration::from_secs(30)).await;
+    assert!(
+        status.success(),
+        "portico exits cleanly on {signal}: {status}\n{}",
+        portico.log()
+    );
+    let alive: Vec<u32> = pids.iter().copied().filter(|pid| is_alive(*pid)).collect();
+    assert!(alive.is_empty(), "left behind after {signal}: {alive:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_leaves_no_process_behind() {
+    stop_leaves_no_process_behind(Signal::SIGTERM).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigint_leaves_no_process_behind() {
+    stop_leaves_no_process_behind(Signal::SIGINT).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn even_sigkill_of_portico_leaves_no_process_behind() {
+    let mut portico = Portico::start(
+        BIN,
+        PorticoConfig::default()
+            .with_app(flask())
+            .with_app(static_site()),
+    )
+    .await;
+    let pids = portico.replica_pids();
+    assert!(pids.len() >= 3, "{pids:?}");
+    portico.signal(Signal::SIGKILL);
+    portico.wait_exit(Duration::from_secs(10)).await;
+    // The kernel kills each replica's main process (parent-death signal); gunicorn's worker
+    // notices its master is gone within its one-second heartbeat.
+    eventually(
+        "every replica process to be gone",
+        Duration::from_secs(15),
+        || {
+            let alive: Vec<u32> = pids.iter().copied().filter(|pid| is_alive(*pid)).collect();
+            async move { alive.is_empty().then_some(()) }
+        },
+    )
+    .await;
+}
