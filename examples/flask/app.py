@@ -16,9 +16,13 @@ PAGE = """<!doctype html>
   // Relative URL: works at the app's own host and under /apps/<name>/ alike.
   const input = document.getElementById("name");
   const out = document.getElementById("greeting");
+  // Answers can arrive out of order (one request per keystroke): show only the latest.
+  let latest = 0;
   input.addEventListener("input", async () => {
+    const mine = ++latest;
     const response = await fetch("api/greet?name=" + encodeURIComponent(input.value));
-    out.textContent = (await response.json()).greeting;
+    const { greeting } = await response.json();
+    if (mine === latest) out.textContent = greeting;
   });
 </script>
 </body>

@@ -141,13 +141,11 @@ impl fmt::Display for ProblemList<'_> {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(
-                f,
-                "{}: {}: {}",
-                self.file.display(),
-                problem.key,
-                problem.message
-            )?;
+            // `key = value …` and `key is …` read as one phrase; other messages follow a colon.
+            let phrase = problem.message.starts_with("= ") || problem.message.starts_with("is ");
+            let joiner = if phrase { " " } else { ": " };
+            let file = self.file.display();
+            write!(f, "{file}: {}{joiner}{}", problem.key, problem.message)?;
         }
         Ok(())
     }

@@ -73,7 +73,7 @@ impl Browser {
 
     pub async fn wait_for_text(&self, text: &str) {
         let client = &self.client;
-        let found = eventually(
+        eventually(
             &format!("the page to show {text:?}"),
             Duration::from_secs(60),
             || async move {
@@ -88,7 +88,6 @@ impl Browser {
             },
         )
         .await;
-        let _ = found;
     }
 
     /// Types into the first element matching `css` once it exists.

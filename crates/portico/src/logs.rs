@@ -55,7 +55,10 @@ async fn print(
         return Err(format!("\"{app}\" has not written any log yet"));
     };
     let mut offset = print_tail(&path, lines)?;
-    while follow {
+    if !follow {
+        return Ok(());
+    }
+    loop {
         tokio::time::sleep(POLL).await;
         if let Some(newer) = current().await.filter(|p| *p != path) {
             let _ = print_from(&path, offset);
@@ -68,7 +71,6 @@ async fn print(
         }
         offset = print_from(&path, offset).unwrap_or(offset);
     }
-    Ok(())
 }
 
 /// Prints the last `lines` lines; returns the file length.
