@@ -18,12 +18,15 @@ use tokio_tungstenite::WebSocketStream;
 
 async fn handle(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let Some(key) = req.headers().get(SEC_WEBSOCKET_KEY).cloned() else {
-        return Ok(Response::new(Full::new(Bytes::from_static(b"hello, world\n"))));
+        return Ok(Response::new(Full::new(Bytes::from_static(
+            b"hello, world\n",
+        ))));
     };
     let upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         let Ok(upgraded) = upgrade.await else { return };
-        let mut socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+        let mut socket =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
         while let Some(Ok(message)) = socket.next().await {
             if message.is_text() || message.is_binary() {
                 if socket.send(message).await.is_err() {
@@ -46,7 +49,11 @@ async fn handle(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let port: u16 = std::env::args().nth(1).or_else(|| std::env::var("PORT").ok()).unwrap_or_else(|| "9000".into()).parse()?;
+    let port: u16 = std::env::args()
+        .nth(1)
+        .or_else(|| std::env::var("PORT").ok())
+        .unwrap_or_else(|| "9000".into())
+        .parse()?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     loop {
         let (stream, _) = listener.accept().await?;

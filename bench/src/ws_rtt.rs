@@ -10,8 +10,13 @@ use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let url = std::env::args().nth(1).ok_or_else(|| anyhow::anyhow!("usage: ws-rtt URL [COUNT]"))?;
-    let count: usize = std::env::args().nth(2).unwrap_or_else(|| "5000".into()).parse()?;
+    let url = std::env::args()
+        .nth(1)
+        .ok_or_else(|| anyhow::anyhow!("usage: ws-rtt URL [COUNT]"))?;
+    let count: usize = std::env::args()
+        .nth(2)
+        .unwrap_or_else(|| "5000".into())
+        .parse()?;
     let request = url.as_str().into_client_request()?;
     let port = request.uri().port_u16().unwrap_or(80);
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
@@ -22,12 +27,18 @@ async fn main() -> anyhow::Result<()> {
     // Warm-up, not measured.
     for _ in 0..100 {
         socket.send(Message::text(payload.clone())).await?;
-        socket.next().await.ok_or_else(|| anyhow::anyhow!("closed"))??;
+        socket
+            .next()
+            .await
+            .ok_or_else(|| anyhow::anyhow!("closed"))??;
     }
     for _ in 0..count {
         let start = Instant::now();
         socket.send(Message::text(payload.clone())).await?;
-        socket.next().await.ok_or_else(|| anyhow::anyhow!("closed"))??;
+        socket
+            .next()
+            .await
+            .ok_or_else(|| anyhow::anyhow!("closed"))??;
         samples.push(start.elapsed());
     }
     samples.sort();

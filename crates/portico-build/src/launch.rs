@@ -11,6 +11,32 @@ use std::path::{Path, PathBuf};
 /// Replaced by the runtime with the port it chose, in arguments and in `command`.
 pub const PORT_PLACEHOLDER: &str = "$PORT";
 
+/// Replaces `$PORT` and `${PORT}` with the port, leaving longer names that merely start with
+/// it (`$PORTAL_URL`) alone, as a shell would.
+pub fn substitute_port(text: &str, port: u16) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at..];
+        if let Some(tail) = after.strip_prefix("${PORT}") {
+            out.push_str(&port.to_string());
+            rest = tail;
+        } else if let Some(tail) = after
+            .strip_prefix(PORT_PLACEHOLDER)
+            .filter(|t| !t.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_'))
+        {
+            out.push_str(&port.to_string());
+            rest = tail;
+        } else {
+            out.push('$');
+            rest = &after[1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Everything a runtime needs to start one replica of an app.
 #[derive(Debug, Clone)]
 pub struct LaunchSpec {
@@ -169,5 +195,21 @@ pub fn launch_spec(
         env,
         health_path: app.health_path.clone().unwrap_or(health),
         mount,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::substitute_port;
+
+    #[test]
+    fn only_the_port_variable_is_substituted() {
+        assert_eq!(substitute_port("--port=$PORT", 8501), "--port=8501");
+        assert_eq!(substitute_port("${PORT}/x $PORT", 1), "1/x 1");
+        assert_eq!(
+            substitute_port("$PORTAL_URL $PORT_2 $$ $", 9),
+            "$PORTAL_URL $PORT_2 $$ $"
+        );
+        assert_eq!(substitute_port("no variables", 9), "no variables");
     }
 }

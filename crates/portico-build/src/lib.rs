@@ -7,4 +7,4 @@ pub mod launch;
 
 pub use detect::{detect, DetectError, Detected};
 pub use env::{EnvBuilder, EnvError, PythonEnv};
-pub use launch::{install_runners, launch_spec, LaunchSpec, PORT_PLACEHOLDER};
+pub use launch::{install_runners, launch_spec, substitute_port, LaunchSpec, PORT_PLACEHOLDER};

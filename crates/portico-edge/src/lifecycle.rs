@@ -83,47 +83,36 @@ impl Edge {
         // Phase 2: identity. Every request is anonymous until sign-in exists.
         let identity = Identity::Anonymous;
 
-        // Phase 3: router.
-        let host_header = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned);
-        let Some(host) = request_host(
-            host_header.as_deref(),
-            req.uri().authority().map(|a| a.as_str()),
-        ) else {
-            let page = Page {
-                status: StatusCode::BAD_REQUEST,
-                heading: "This request names no host",
-                message: "Portico routes by host name, and this request did not say which host it was for.",
-                hint: "Open the address in a browser, or send a Host header.",
-                refresh: None,
+        // Phase 3: router. The host borrows from the request, so routing happens in a block
+        // whose result (the target) owns what it needs.
+        let target = {
+            let host_header = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok());
+            let authority = req.uri().authority().map(|a| a.as_str());
+            let Some(host) = request_host(host_header, authority) else {
+                let page = Page {
+                    status: StatusCode::BAD_REQUEST,
+                    heading: "This request names no host",
+                    message: "Portico routes by host name, and this request did not say which host it was for.",
+                    hint: "Open the address in a browser, or send a Host header.",
+                    refresh: None,
+                };
+                return self.finish(PORTAL_LABEL, started, page.render(&self.portal_url));
             };
-            return self.finish(PORTAL_LABEL, started, page.render(&self.portal_url));
+            if listener == ListenerKind::Metrics {
+                return self.metrics_listener(req.uri().path());
+            }
+            let table = self.routes.load();
+            route(
+                &table,
+                self.options.urls.domain(),
+                &host,
+                req.uri().path(),
+                req.uri().query(),
+            )
         };
-        if listener == ListenerKind::Metrics {
-            let target = match req.uri().path() {
-                "/metrics" => Internal::Metrics,
-                "/readyz" => Internal::Readyz,
-                "/healthz" => Internal::Healthz,
-                _ => {
-                    return plain(
-                        StatusCode::NOT_FOUND,
-                        "not found: this listener serves /metrics, /healthz and /readyz\n",
-                    )
-                }
-            };
-            return self.internal(target);
-        }
-        let table = self.routes.load();
-        let target = route(
-            &table,
-            self.options.urls.domain(),
-            &host,
-            req.uri().path(),
-            req.uri().query(),
-        );
         let (route, mode) = match target {
             Target::App { route, mode } => (route, mode),
             Target::Portal => {
@@ -171,13 +160,11 @@ impl Edge {
         };
 
         // Phase 6: proxy.
-        let host = host_header.unwrap_or(host);
         let forward = Forward {
             route: &route,
             mode,
             endpoint,
             peer,
-            host: &host,
             scheme: "http",
         };
         let response = match self.upstream.forward(req, forward).await {
@@ -201,6 +188,18 @@ impl Edge {
             .app(app)
             .record(response.status().as_u16(), started.elapsed());
         response
+    }
+
+    fn metrics_listener(&self, path: &str) -> Response<ProxyBody> {
+        match path {
+            "/metrics" => self.internal(Internal::Metrics),
+            "/readyz" => self.internal(Internal::Readyz),
+            "/healthz" => self.internal(Internal::Healthz),
+            _ => plain(
+                StatusCode::NOT_FOUND,
+                "not found: this listener serves /metrics, /healthz and /readyz\n",
+            ),
+        }
     }
 
     fn internal(&self, which: Internal) -> Response<ProxyBody> {

@@ -6,11 +6,11 @@ use crate::body::{from_incoming, ProxyBody};
 use crate::hop::{restore_upgrade, strip_hop_by_hop};
 use crate::router::Mode;
 use http::header::{HeaderValue, HOST};
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{uri, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use portico_core::urls::app_prefix;
+use portico_core::urls::{app_prefix, APPS_PATH};
 use portico_core::{AppRoute, MountStyle};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -54,8 +54,6 @@ pub struct Forward<'a> {
     pub mode: Mode,
     pub endpoint: SocketAddr,
     pub peer: SocketAddr,
-    /// The host the client asked for, with port, as sent.
-    pub host: &'a str,
     pub scheme: &'static str,
 }
 
@@ -80,13 +78,16 @@ impl Upstream {
         let client_upgrade = hyper::upgrade::on(&mut req);
         let (mut parts, body) = req.into_parts();
 
-        let path_and_query = upstream_path(f.route, f.mode, &parts.uri);
-        parts.uri = Uri::builder()
-            .scheme("http")
-            .authority(f.endpoint.to_string())
-            .path_and_query(path_and_query)
-            .build()
-            .map_err(|e| ProxyError::Request(e.to_string()))?;
+        // Frameworks check WebSocket origins against Host and build absolute URLs from it, so
+        // they must see the host the browser used; HTTP/2 clients send it as :authority only.
+        if !parts.headers.contains_key(HOST) {
+            if let Some(authority) = parts.uri.authority() {
+                if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+                    parts.headers.insert(HOST, host);
+                }
+            }
+        }
+        parts.uri = upstream_uri(f.route, f.mode, f.endpoint, &parts.uri)?;
         parts.version = Version::HTTP_11;
 
         let headers = &mut parts.headers;
@@ -94,18 +95,13 @@ impl Upstream {
         if let Some(upgrade) = upgrade.clone() {
             restore_upgrade(headers, upgrade);
         }
-        // Frameworks check WebSocket origins against Host, and build absolute URLs from it:
-        // they must see the host the browser used (HTTP/2 carries it as :authority only).
-        if let Ok(host) = HeaderValue::from_str(f.host) {
-            headers.insert(HOST, host);
+        if let Some(host) = headers.get(HOST).cloned() {
+            headers.insert("x-forwarded-host", host);
         }
         if let Ok(ip) = HeaderValue::from_str(&f.peer.ip().to_string()) {
             headers.insert("x-forwarded-for", ip);
         }
         headers.insert("x-forwarded-proto", HeaderValue::from_static(f.scheme));
-        if let Ok(host) = HeaderValue::from_str(f.host) {
-            headers.insert("x-forwarded-host", host);
-        }
         if f.mode == Mode::Path {
             if let Ok(prefix) = HeaderValue::from_str(&app_prefix(&f.route.name)) {
                 headers.insert("x-forwarded-prefix", prefix);
@@ -148,36 +144,55 @@ impl Upstream {
     }
 }
 
-/// The path a replica expects (see `MountStyle`): prefixed apps always see `/apps/<name>/…`,
-/// root apps always see `/…`, whichever address the browser used.
-fn upstream_path(route: &AppRoute, mode: Mode, uri: &Uri) -> String {
-    let path = uri.path();
-    let prefix = app_prefix(&route.name);
-    let rewritten: std::borrow::Cow<'_, str> = match (route.mount, mode) {
-        (MountStyle::Prefixed, Mode::Path) | (MountStyle::Root, Mode::Host) => path.into(),
-        (MountStyle::Prefixed, Mode::Host) => {
-            let already = path
-                .strip_prefix(prefix.as_str())
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
-            if already {
-                path.into()
-            } else {
-                format!("{prefix}{path}").into()
-            }
-        }
-        (MountStyle::Root, Mode::Path) => {
-            let rest = path.strip_prefix(prefix.as_str()).unwrap_or(path);
-            if rest.is_empty() {
-                "/".into()
-            } else {
-                rest.into()
-            }
-        }
+/// The replica's URI for this request. The original path and query are reused as they are
+/// (no copy) unless the app's mount style needs the prefix added or removed.
+fn upstream_uri(
+    route: &AppRoute,
+    mode: Mode,
+    endpoint: SocketAddr,
+    uri: &Uri,
+) -> Result<Uri, ProxyError> {
+    let mut parts = uri::Parts::default();
+    parts.scheme = Some(uri::Scheme::HTTP);
+    parts.authority = Some(
+        uri::Authority::try_from(endpoint.to_string().as_str())
+            .map_err(|e| ProxyError::Request(e.to_string()))?,
+    );
+    parts.path_and_query = match rewritten_path(route, mode, uri) {
+        Some(path_and_query) => Some(
+            uri::PathAndQuery::try_from(path_and_query)
+                .map_err(|e| ProxyError::Request(e.to_string()))?,
+        ),
+        None => uri
+            .path_and_query()
+            .cloned()
+            .or_else(|| Some(uri::PathAndQuery::from_static("/"))),
     };
-    match uri.query() {
+    Uri::from_parts(parts).map_err(|e| ProxyError::Request(e.to_string()))
+}
+
+/// The path a replica expects (see `MountStyle`), or `None` when it is the request's own:
+/// prefixed apps always see `/apps/<name>/…`, root apps always see `/…`, whichever address
+/// the browser used.
+fn rewritten_path(route: &AppRoute, mode: Mode, uri: &Uri) -> Option<String> {
+    let path = uri.path();
+    let rest = path
+        .strip_prefix(APPS_PATH)
+        .and_then(|r| r.strip_prefix(&*route.name));
+    let under_prefix = rest.is_some_and(|r| r.is_empty() || r.starts_with('/'));
+    let rewritten = match (route.mount, mode) {
+        (MountStyle::Prefixed, Mode::Path) | (MountStyle::Root, Mode::Host) => return None,
+        (MountStyle::Prefixed, Mode::Host) if under_prefix => return None,
+        (MountStyle::Prefixed, Mode::Host) => format!("{}{path}", app_prefix(&route.name)),
+        (MountStyle::Root, Mode::Path) => match rest.filter(|_| under_prefix) {
+            Some("") | None => "/".to_owned(),
+            Some(rest) => rest.to_owned(),
+        },
+    };
+    Some(match uri.query() {
         Some(q) => format!("{rewritten}?{q}"),
-        None => rewritten.into_owned(),
-    }
+        None => rewritten,
+    })
 }
 
 fn describe_client_error(error: &hyper_util::client::legacy::Error) -> String {
@@ -211,7 +226,10 @@ mod tests {
     }
 
     fn rewrite(mount: MountStyle, mode: Mode, uri: &str) -> String {
-        upstream_path(&route(mount), mode, &uri.parse().unwrap())
+        let endpoint = SocketAddr::from(([127, 0, 0, 1], 5000));
+        let upstream = upstream_uri(&route(mount), mode, endpoint, &uri.parse().unwrap()).unwrap();
+        assert_eq!(upstream.authority().unwrap().as_str(), "127.0.0.1:5000");
+        upstream.path_and_query().unwrap().to_string()
     }
 
     #[test]

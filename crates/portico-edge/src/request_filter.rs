@@ -57,30 +57,38 @@ pub enum UnsafePath {
 /// would let `/apps/sales/../admin/` escape an app's prefix.
 pub fn check_path(path: &str) -> Result<(), UnsafePath> {
     for raw in path.split('/') {
-        let mut segment = raw.to_owned();
-        // Decode up to three times so that %252e%252e (double encoding) is seen as "..".
-        for _ in 0..3 {
-            if segment == "." || segment == ".." {
-                return Err(UnsafePath::DotSegment);
-            }
-            if !segment.contains('%') {
-                break;
-            }
-            let decoded = percent_decode_str(&segment)
-                .decode_utf8()
-                .map_err(|_| UnsafePath::BadEncoding)?
-                .into_owned();
-            if decoded.contains(['/', '\\', '\0']) {
-                return Err(UnsafePath::EncodedSeparator);
-            }
-            segment = decoded;
-        }
-        if segment == "." || segment == ".." {
+        if raw == "." || raw == ".." {
             return Err(UnsafePath::DotSegment);
         }
         if raw.contains('\\') {
             return Err(UnsafePath::EncodedSeparator);
         }
+        // Only encoded segments need decoding (and an allocation): the common path has none.
+        if raw.contains('%') {
+            check_encoded_segment(raw)?;
+        }
+    }
+    Ok(())
+}
+
+/// Decodes up to three times, so that `%252e%252e` (double encoding) is seen as `..`.
+fn check_encoded_segment(raw: &str) -> Result<(), UnsafePath> {
+    let mut segment = raw.to_owned();
+    for _ in 0..3 {
+        let decoded = percent_decode_str(&segment)
+            .decode_utf8()
+            .map_err(|_| UnsafePath::BadEncoding)?
+            .into_owned();
+        if decoded.contains(['/', '\\', '\0']) {
+            return Err(UnsafePath::EncodedSeparator);
+        }
+        if decoded == "." || decoded == ".." {
+            return Err(UnsafePath::DotSegment);
+        }
+        if !decoded.contains('%') {
+            return Ok(());
+        }
+        segment = decoded;
     }
     Ok(())
 }

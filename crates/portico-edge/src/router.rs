@@ -4,6 +4,7 @@
 
 use portico_core::urls::APPS_PATH;
 use portico_core::{AppRoute, RouteTable};
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// How the request addressed its app; decides the path rewrite in the proxy.
@@ -36,7 +37,11 @@ pub enum Target {
 }
 
 /// The host a request names, lowercased and without port. `None` when absent or malformed.
-pub fn request_host(host_header: Option<&str>, authority: Option<&str>) -> Option<String> {
+/// Borrows unless the host has capitals (browsers send lowercase).
+pub fn request_host<'a>(
+    host_header: Option<&'a str>,
+    authority: Option<&'a str>,
+) -> Option<Cow<'a, str>> {
     let raw = host_header.or(authority)?;
     let host = if let Some(rest) = raw.strip_prefix('[') {
         // [::1]:8080
@@ -44,7 +49,13 @@ pub fn request_host(host_header: Option<&str>, authority: Option<&str>) -> Optio
     } else {
         raw.rsplit_once(':').map_or(raw, |(h, _)| h)
     };
-    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+    if host.is_empty() {
+        None
+    } else if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Some(Cow::Owned(host.to_ascii_lowercase()))
+    } else {
+        Some(Cow::Borrowed(host))
+    }
 }
 
 pub fn route(

@@ -7,17 +7,33 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-/// Installs the process-wide recorder; call once, at start-up.
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Installs the process-wide recorder; call once, at start-up, inside the tokio runtime.
+///
+/// The exporter keeps every histogram sample until upkeep folds it into the buckets, and
+/// `install_recorder` (unlike the exporter's own HTTP listener) does not schedule upkeep:
+/// without this task, memory would grow with traffic whenever nobody scrapes `/metrics`.
 pub fn install_metrics_recorder() -> anyhow::Result<PrometheusHandle> {
     let buckets = [
         0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
     ];
-    Ok(PrometheusBuilder::new()
+    let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Full("portico_request_duration_seconds".into()),
             &buckets,
         )?
-        .install_recorder()?)
+        .install_recorder()?;
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(UPKEEP_INTERVAL);
+        loop {
+            interval.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
 }
 
 /// The label used for requests that are not for an app (portal, error pages).

@@ -14,7 +14,7 @@ use crate::runtime::{Exit, Replica, ReplicaSpec, Runtime, StartError};
 use async_trait::async_trait;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use portico_build::PORT_PLACEHOLDER;
+use portico_build::substitute_port;
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Stdio;
@@ -94,7 +94,7 @@ impl Runtime for ProcessRuntime {
         let port =
             free_port().map_err(|e| StartError::Prepare(format!("no free loopback port: {e}")))?;
         let port_text = port.to_string();
-        let fill = |s: &str| s.replace(PORT_PLACEHOLDER, &port_text);
+        let fill = |s: &str| substitute_port(s, port);
 
         if let Some(dir) = spec.log_path.parent() {
             prune_old_logs(dir, KEEP_LOGS);
