@@ -211,17 +211,13 @@ impl Portico {
     /// children), found by the instance mark in their environment.
     pub fn replica_pids(&self) -> Vec<u32> {
         let instance = std::fs::canonicalize(&self.data_dir).unwrap_or(self.data_dir.clone());
-        let marker = format!("PORTICO_INSTANCE={}", instance.display());
-        let Ok(dir) = std::fs::read_dir("/proc") else {
-            return Vec::new();
-        };
-        dir.flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-            .filter(|pid| {
-                std::fs::read(format!("/proc/{pid}/environ"))
-                    .map(|env| env.split(|b| *b == 0).any(|var| var == marker.as_bytes()))
-                    .unwrap_or(false)
-            })
+        let marker = format!(
+            "{}={}",
+            portico_fleet::process::INSTANCE_VAR,
+            instance.display()
+        );
+        portico_fleet::process::processes_with_env(&marker)
+            .into_iter()
             .filter(|pid| is_alive(*pid))
             .collect()
     }
