@@ -44,6 +44,8 @@ pub struct PorticoConfig {
     pub server_extra: String,
     /// `[fleet]` keys.
     pub fleet_extra: String,
+    /// Environment variables for the Portico process (e.g. a `PATH` without R).
+    pub env: Vec<(String, String)>,
 }
 
 impl PorticoConfig {
@@ -107,6 +109,7 @@ impl Portico {
             .args(["up", "--config"])
             .arg(&config_path)
             .env("PORTICO_LOG", "info")
+            .envs(config.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

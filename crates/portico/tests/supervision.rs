@@ -208,3 +208,63 @@ async fn even_sigkill_of_portico_leaves_no_process_behind() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_show_what_the_replica_printed() {
+    let portico = Portico::start(BIN, PorticoConfig::default().with_app(flask())).await;
+    let response = portico
+        .client()
+        .get(format!("{}?from=logs-test", portico.app_host_url("flask")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // gunicorn writes its access log line after answering: wait for it to reach the file.
+    let output = eventually("the access log line", Duration::from_secs(10), || async {
+        let output = portico.cli(&["logs", "flask"]);
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        text.contains("from=logs-test").then_some(text)
+    })
+    .await;
+    assert!(output.contains("[portico] started flask-"), "{output}");
+    let unknown = portico.cli(&["logs", "nope"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr)
+        .contains("there is no app called \"nope\"; the apps are: flask"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_rscript_only_the_r_shiny_app_fails_and_says_how_to_fix_it() {
+    // A PATH holding Python (for the other app) and nothing else: no Rscript.
+    let bin = tempfile::tempdir().unwrap();
+    let python = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .unwrap();
+    let python = String::from_utf8(python.stdout).unwrap();
+    std::os::unix::fs::symlink(python.trim(), bin.path().join("python3")).unwrap();
+    let config = PorticoConfig {
+        env: vec![("PATH".into(), bin.path().display().to_string())],
+        ..Default::default()
+    }
+    .with_app(AppConfig::example("r-shiny"))
+    .with_app(static_site());
+    let portico = Portico::start(BIN, config).await;
+
+    let apps = portico.apps_json();
+    let r = app(&apps, "r-shiny");
+    assert_eq!(r["status"], "failed");
+    let reason = r["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("`Rscript` was not found on the PATH"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("apt-get install r-base-core r-cran-shiny"),
+        "{reason}"
+    );
+    assert_eq!(
+        status_of(&portico, &portico.app_host_url("files")).await,
+        200
+    );
+}
