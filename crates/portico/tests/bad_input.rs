@@ -200,3 +200,39 @@ async fn hostile_requests_get_clear_refusals() {
         .unwrap();
     assert_eq!(ok.status(), 200);
 }
+
+#[test]
+fn a_missing_config_file_is_named_with_the_fix() {
+    let output = Command::new(BIN)
+        .args(["check", "--config", "/nonexistent/portico.toml"])
+        .output()
+        .unwrap();
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        message.contains("/nonexistent/portico.toml: cannot read the config file"),
+        "{message}"
+    );
+    assert!(message.contains("--config FILE"), "{message}");
+}
+
+#[test]
+fn apps_before_portico_ever_ran_says_how_to_start_it() {
+    let (dir, path, _) = Portico::prepare(&PorticoConfig::default());
+    let output = Command::new(BIN)
+        .args(["apps", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        message.contains("Portico has not run with the data folder"),
+        "{message}"
+    );
+    assert!(message.contains("portico up"), "{message}");
+    assert!(
+        !dir.path().join("data/portico.db").exists(),
+        "looking creates nothing"
+    );
+}
