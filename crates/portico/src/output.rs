@@ -1,5 +1,6 @@
 //! Logging set-up and small formatting helpers.
 
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -12,9 +13,11 @@ pub enum LogFormat {
 pub fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_env("PORTICO_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,hyper=warn"));
+    // Colours only for a person at a terminal, not in files or log collectors.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Text => builder.with_target(false).init(),
         LogFormat::Json => builder.json().init(),
