@@ -374,6 +374,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn without_uv_an_environment_is_built_with_venv_and_pip_and_then_reused() {
+        let cache = tempfile::tempdir().unwrap();
+        let b = EnvBuilder::new(BuildConfig {
+            cache_dir: cache.path().to_owned(),
+            python: "python3".into(),
+            installer: Installer::Pip,
+        });
+        let log = cache.path().join("build.log");
+        let env = b.ensure("six\n", cache.path(), &log).await.expect("pip installs six");
+        let check = std::process::Command::new(env.python()).args(["-c", "import six"]).status().unwrap();
+        assert!(check.success(), "six importable in the new environment");
+        assert!(std::fs::read_to_string(&log).unwrap().contains("-m pip install"));
+        // A second request for the same requirements reuses it without running pip again.
+        let before = std::fs::metadata(&log).unwrap().len();
+        let again = b.ensure("six\n", cache.path(), &log).await.unwrap();
+        assert_eq!(again.dir, env.dir);
+        assert_eq!(std::fs::metadata(&log).unwrap().len(), before);
+    }
+
+    #[tokio::test]
     async fn a_failed_install_reports_the_installers_message_and_leaves_no_environment() {
         let cache = tempfile::tempdir().unwrap();
         let b = builder(cache.path());
