@@ -382,10 +382,18 @@ mod tests {
             installer: Installer::Pip,
         });
         let log = cache.path().join("build.log");
-        let env = b.ensure("six\n", cache.path(), &log).await.expect("pip installs six");
-        let check = std::process::Command::new(env.python()).args(["-c", "import six"]).status().unwrap();
+        let env = b
+            .ensure("six\n", cache.path(), &log)
+            .await
+            .expect("pip installs six");
+        let check = std::process::Command::new(env.python())
+            .args(["-c", "import six"])
+            .status()
+            .unwrap();
         assert!(check.success(), "six importable in the new environment");
-        assert!(std::fs::read_to_string(&log).unwrap().contains("-m pip install"));
+        assert!(std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("-m pip install"));
         // A second request for the same requirements reuses it without running pip again.
         let before = std::fs::metadata(&log).unwrap().len();
         let again = b.ensure("six\n", cache.path(), &log).await.unwrap();

@@ -29,7 +29,8 @@ pub const INSTANCE_VAR: &str = "PORTICO_INSTANCE";
 /// The variable that names the replica a process belongs to.
 pub const REPLICA_VAR: &str = "PORTICO_REPLICA";
 /// Variables passed from Portico's own environment to replicas; everything else (Portico's
-/// secrets, for one) is withheld.
+/// secrets, for one) is withheld. Proxy and CA-bundle settings pass so that dashboards can
+/// reach data sources from behind a corporate proxy.
 const INHERITED_ENV: &[&str] = &[
     "PATH",
     "HOME",
@@ -45,6 +46,16 @@ const INHERITED_ENV: &[&str] = &[
     "R_LIBS_USER",
     "UV_CACHE_DIR",
     "XDG_CACHE_HOME",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
 ];
 /// Replica logs kept per app folder.
 const KEEP_LOGS: usize = 10;

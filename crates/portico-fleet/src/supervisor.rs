@@ -169,11 +169,12 @@ impl Supervisor {
                         &format!("{reason}; restarting in {}s", backoff.as_secs()),
                     )
                     .await;
-                    let _ = self
-                        .context
-                        .store
-                        .record_restart(self.name(), &reason)
-                        .await;
+                    logged(
+                        self.context
+                            .store
+                            .record_restart(self.name(), &reason)
+                            .await,
+                    );
                     if self.sleep_or_shutdown(backoff).await {
                         break;
                     }
@@ -187,11 +188,12 @@ impl Supervisor {
     async fn prepare(&self) -> Result<(LaunchSpec, Option<PythonEnv>), String> {
         let app = &self.app;
         self.set_status(AppStatus::Building, None).await;
-        let _ = self
-            .context
-            .store
-            .set_app_framework(self.name(), app.detected.framework)
-            .await;
+        logged(
+            self.context
+                .store
+                .set_app_framework(self.name(), app.detected.framework)
+                .await,
+        );
         let app_logs = self.context.logs_dir.join(self.name());
         std::fs::create_dir_all(&app_logs)
             .map_err(|e| format!("cannot create {}: {e}", app_logs.display()))?;
@@ -283,22 +285,23 @@ impl Supervisor {
                 }
             }
         };
-        let _ = self
-            .context
-            .store
-            .insert_replica(&ReplicaRow {
-                id: id.clone(),
-                app: self.name().to_owned(),
-                release_id: release,
-                runtime: self.context.runtime.name().to_owned(),
-                pid: replica.pid,
-                endpoint: Some(replica.endpoint.to_string()),
-                state: ReplicaState::Starting,
-                exit_reason: None,
-                log_path: spec.log_path.to_string_lossy().into_owned(),
-                started_at: portico_store::timestamp(),
-            })
-            .await;
+        logged(
+            self.context
+                .store
+                .insert_replica(&ReplicaRow {
+                    id: id.clone(),
+                    app: self.name().to_owned(),
+                    release_id: release,
+                    runtime: self.context.runtime.name().to_owned(),
+                    pid: replica.pid,
+                    endpoint: Some(replica.endpoint.to_string()),
+                    state: ReplicaState::Starting,
+                    exit_reason: None,
+                    log_path: spec.log_path.to_string_lossy().into_owned(),
+                    started_at: portico_store::timestamp(),
+                })
+                .await,
+        );
         self.event(
             Some(&id),
             "started",
@@ -312,10 +315,6 @@ impl Supervisor {
                 return self.crashed(&replica, &exit.description, false).await
             }
             Readiness::TimedOut => {
-                self.context
-                    .runtime
-                    .stop(&id, self.context.fleet.stop_grace)
-                    .await;
                 let reason = format!(
                     "did not answer on {} within {}s",
                     launch.health_path,
@@ -327,17 +326,19 @@ impl Supervisor {
         }
 
         let ready_at = Instant::now();
-        let _ = self
-            .context
-            .store
-            .set_replica_state(&id, ReplicaState::Ready, None)
-            .await;
+        logged(
+            self.context
+                .store
+                .set_replica_state(&id, ReplicaState::Ready, None)
+                .await,
+        );
         self.publish(AppStatus::Running, vec![replica.endpoint]);
-        let _ = self
-            .context
-            .store
-            .set_app_status(self.name(), &AppStatus::Running)
-            .await;
+        logged(
+            self.context
+                .store
+                .set_app_status(self.name(), &AppStatus::Running)
+                .await,
+        );
         gauge(self.name(), 1.0);
         self.event(Some(&id), "ready", &format!("replica {id} is ready"))
             .await;
@@ -390,16 +391,21 @@ impl Supervisor {
 
     async fn crashed(&self, replica: &Replica, reason: &str, was_healthy: bool) -> Ending {
         self.publish(AppStatus::Starting, vec![]);
-        let _ = self
-            .context
-            .store
-            .set_replica_state(&replica.id, ReplicaState::Exited, Some(reason))
-            .await;
+        logged(
+            self.context
+                .store
+                .set_replica_state(&replica.id, ReplicaState::Exited, Some(reason))
+                .await,
+        );
         let tail = self
             .context
             .runtime
             .log_tail(&replica.id, FAILURE_LOG_LINES);
-        self.context.runtime.stop(&replica.id, Duration::ZERO).await;
+        // Returns at once for a replica that exited; stops one that never became ready.
+        self.context
+            .runtime
+            .stop(&replica.id, self.context.fleet.stop_grace)
+            .await;
         self.event(
             Some(&replica.id),
             "exited",
@@ -419,20 +425,22 @@ impl Supervisor {
 
     async fn stop_replica(&self, replica: &Replica) -> Ending {
         self.publish(AppStatus::Stopped, vec![]);
-        let _ = self
-            .context
-            .store
-            .set_replica_state(&replica.id, ReplicaState::Stopping, None)
-            .await;
+        logged(
+            self.context
+                .store
+                .set_replica_state(&replica.id, ReplicaState::Stopping, None)
+                .await,
+        );
         self.context
             .runtime
             .stop(&replica.id, self.context.fleet.stop_grace)
             .await;
-        let _ = self
-            .context
-            .store
-            .set_replica_state(&replica.id, ReplicaState::Stopped, None)
-            .await;
+        logged(
+            self.context
+                .store
+                .set_replica_state(&replica.id, ReplicaState::Stopped, None)
+                .await,
+        );
         self.event(
             Some(&replica.id),
             "stopped",
@@ -452,11 +460,12 @@ impl Supervisor {
         if let (Some(kind), AppStatus::Failed(reason)) = (event_kind, &status) {
             self.event(None, kind, reason).await;
         }
-        let _ = self
-            .context
-            .store
-            .set_app_status(self.name(), &status)
-            .await;
+        logged(
+            self.context
+                .store
+                .set_app_status(self.name(), &status)
+                .await,
+        );
         update_app(&self.context.routes, self.name(), |route| {
             route.status = status.clone();
             if status != AppStatus::Running {
@@ -491,11 +500,12 @@ impl Supervisor {
 
     async fn event(&self, replica: Option<&str>, kind: &str, message: &str) {
         tracing::info!(app = %self.name(), replica, kind, "{message}");
-        let _ = self
-            .context
-            .store
-            .add_event(self.name(), replica, kind, message)
-            .await;
+        logged(
+            self.context
+                .store
+                .add_event(self.name(), replica, kind, message)
+                .await,
+        );
     }
 
     /// After a fatal failure: keep the task (and the app's failed status) until shutdown.
@@ -523,6 +533,14 @@ enum Readiness {
 fn backoff(consecutive_crashes: u32) -> Duration {
     let exponent = consecutive_crashes.saturating_sub(1).min(5);
     (Duration::from_secs(1) * 2u32.pow(exponent)).min(MAX_BACKOFF)
+}
+
+/// Store writes never stop supervision (the app keeps running if the disk is full), but an
+/// operator must hear about them.
+fn logged<T>(result: portico_store::Result<T>) {
+    if let Err(e) = result {
+        tracing::warn!("could not record in the database: {e}");
+    }
 }
 
 fn gauge(app: &str, ready: f64) {

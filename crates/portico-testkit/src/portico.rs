@@ -81,11 +81,17 @@ impl Portico {
     pub fn prepare(config: &PorticoConfig) -> (tempfile::TempDir, PathBuf, u16) {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
+        // The harness's fleet defaults, unless the test sets the key itself.
+        let mut fleet = config.fleet_extra.clone();
+        for (key, value) in [("start_timeout_secs", "120"), ("stop_grace_secs", "5")] {
+            if !fleet.contains(key) {
+                fleet.push_str(&format!("\n{key} = {value}"));
+            }
+        }
         let mut toml = format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\ndomain = \"localhost\"\ndata_dir = \"data\"\n{}\n[build]\ncache_dir = {:?}\n[fleet]\nstart_timeout_secs = 120\nstop_grace_secs = 5\n{}\n",
+            "[server]\nlisten = \"127.0.0.1:{port}\"\ndomain = \"localhost\"\ndata_dir = \"data\"\n{}\n[build]\ncache_dir = {:?}\n[fleet]\n{fleet}\n",
             config.server_extra,
             shared_env_cache().to_string_lossy(),
-            config.fleet_extra,
         );
         for app in &config.apps {
             toml.push_str(&format!(

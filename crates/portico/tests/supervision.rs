@@ -268,3 +268,28 @@ async fn without_rscript_only_the_r_shiny_app_fails_and_says_how_to_fix_it() {
         200
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_app_that_never_answers_fails_after_the_start_timeout_with_what_it_printed() {
+    let silent = AppConfig::new("silent", fixtures_dir().join("echo"))
+        .with("framework = \"command\"")
+        .with("command = [\"sh\", \"-c\", \"echo 'loading 40 GB of parquet'; exec sleep 300\"]");
+    let config = PorticoConfig {
+        fleet_extra: "max_restarts = 0\nstart_timeout_secs = 2".into(),
+        ..Default::default()
+    }
+    .with_app(silent);
+    let mut portico = Portico::start(BIN, config).await;
+    let apps = portico.apps_json();
+    let silent = app(&apps, "silent");
+    assert_eq!(silent["status"], "failed");
+    let reason = silent["reason"].as_str().unwrap();
+    assert!(reason.contains("did not answer on / within 2s"), "{reason}");
+    assert!(reason.contains("loading 40 GB of parquet"), "{reason}");
+    assert!(
+        portico.replica_pids().is_empty(),
+        "the silent replica was stopped"
+    );
+    portico.signal(Signal::SIGTERM);
+    portico.wait_exit(Duration::from_secs(30)).await;
+}
