@@ -109,6 +109,35 @@ impl Portico {
 
     /// Starts Portico and waits until `/readyz` says every app has settled.
     pub async fn start(bin: &str, config: PorticoConfig) -> Portico {
+        let mut portico = Portico::spawn(bin, config);
+        portico.wait_ready(Duration::from_secs(240)).await;
+        portico
+    }
+
+    /// Starts Portico and waits only until it answers `/healthz`, while apps may still be
+    /// building or starting.
+    pub async fn start_without_waiting_for_apps(bin: &str, config: PorticoConfig) -> Portico {
+        let portico = Portico::spawn(bin, config);
+        let url = format!("{}healthz", portico.portal_url());
+        eventually(
+            "portico to answer /healthz",
+            Duration::from_secs(30),
+            || {
+                let url = url.clone();
+                async move {
+                    reqwest::get(&url)
+                        .await
+                        .ok()
+                        .filter(|r| r.status().is_success())
+                        .map(|_| ())
+                }
+            },
+        )
+        .await;
+        portico
+    }
+
+    fn spawn(bin: &str, config: PorticoConfig) -> Portico {
         let (dir, config_path, port) = Portico::prepare(&config);
         let log = std::fs::File::create(dir.path().join("portico.log")).unwrap();
         let child = Command::new(bin)
@@ -122,7 +151,7 @@ impl Portico {
             .spawn()
             .expect("portico starts");
         let data_dir = dir.path().join("data");
-        let mut portico = Portico {
+        Portico {
             child: Some(child),
             port,
             dir,
@@ -130,9 +159,7 @@ impl Portico {
             data_dir,
             bin: bin.into(),
             apps: config.apps.iter().map(|a| a.name.clone()).collect(),
-        };
-        portico.wait_ready(Duration::from_secs(240)).await;
-        portico
+        }
     }
 
     async fn wait_ready(&mut self, timeout: Duration) {

@@ -217,3 +217,51 @@ async fn metrics_can_have_a_listener_of_their_own() {
         "metrics are not exposed on the public listener"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dashboard_that_is_starting_shows_a_page_that_refreshes_itself_then_the_dashboard() {
+    // A server that takes a few seconds to start listening, like a dashboard loading its data.
+    let slow = AppConfig::new("slow", fixtures_dir().join("echo"))
+        .with("framework = \"command\"")
+        .with("command = [\"sh\", \"-c\", \"sleep 4; exec python3 -m http.server $PORT --bind 127.0.0.1\"]");
+    let portico =
+        Portico::start_without_waiting_for_apps(BIN, PorticoConfig::default().with_app(slow)).await;
+    let client = portico.client();
+
+    let starting = client
+        .get(portico.app_host_url("slow"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(starting.status(), 503);
+    assert_eq!(starting.headers()["retry-after"], "2");
+    let page = starting.text().await.unwrap();
+    assert!(page.contains("slow app is starting"), "{page}");
+    assert!(
+        page.contains(r#"<meta http-equiv="refresh" content="2">"#),
+        "{page}"
+    );
+    assert!(page.contains("This page refreshes by itself"), "{page}");
+    let ready: Value = client
+        .get(format!("{}readyz", portico.portal_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready["ready"], false,
+        "not ready while an app is starting: {ready}"
+    );
+
+    portico_testkit::eventually(
+        "the dashboard itself",
+        std::time::Duration::from_secs(30),
+        || async {
+            let response = client.get(portico.app_host_url("slow")).send().await.ok()?;
+            (response.status() == 200).then_some(())
+        },
+    )
+    .await;
+}
