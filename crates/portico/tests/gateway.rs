@@ -228,15 +228,18 @@ async fn a_dashboard_that_is_starting_shows_a_page_that_refreshes_itself_then_th
         Portico::start_without_waiting_for_apps(BIN, PorticoConfig::default().with_app(slow)).await;
     let client = portico.client();
 
-    let starting = client
-        .get(portico.app_host_url("slow"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(starting.status(), 503);
-    assert_eq!(starting.headers()["retry-after"], "2");
-    let page = starting.text().await.unwrap();
-    assert!(page.contains("slow app is starting"), "{page}");
+    // Right after start-up the app may still be "being prepared" for a few milliseconds.
+    let wait = std::time::Duration::from_secs(3);
+    let (headers, page) = portico_testkit::eventually("the starting page", wait, || async {
+        let response = client.get(portico.app_host_url("slow")).send().await.ok()?;
+        assert_eq!(response.status(), 503);
+        let headers = response.headers().clone();
+        let page = response.text().await.ok()?;
+        page.contains("slow app is starting")
+            .then_some((headers, page))
+    })
+    .await;
+    assert_eq!(headers["retry-after"], "2");
     assert!(
         page.contains(r#"<meta http-equiv="refresh" content="2">"#),
         "{page}"
