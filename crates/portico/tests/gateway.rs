@@ -5,6 +5,19 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_portico");
 
+async fn readyz(portico: &Portico) -> Value {
+    let url = format!("{}readyz", portico.portal_url());
+    portico
+        .client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn echo_portico() -> Portico {
     let echo = AppConfig::new("echo", fixtures_dir().join("echo"));
     Portico::start(BIN, PorticoConfig::default().with_app(echo)).await
@@ -152,14 +165,7 @@ async fn the_portal_lists_apps_and_portico_reports_health_and_metrics() {
             .status(),
         200
     );
-    let ready: Value = client
-        .get(format!("{}readyz", portico.portal_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = readyz(&portico).await;
     assert_eq!(ready["apps"]["echo"], "running");
 
     client
@@ -245,14 +251,7 @@ async fn a_dashboard_that_is_starting_shows_a_page_that_refreshes_itself_then_th
         "{page}"
     );
     assert!(page.contains("This page refreshes by itself"), "{page}");
-    let ready: Value = client
-        .get(format!("{}readyz", portico.portal_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = readyz(&portico).await;
     assert_eq!(
         ready["ready"], false,
         "not ready while an app is starting: {ready}"

@@ -31,6 +31,14 @@ async fn status_of(portico: &Portico, url: &str) -> u16 {
         .unwrap_or(0)
 }
 
+/// The reason `portico apps` gives for an app it reports as failed.
+fn failure_reason(portico: &Portico, name: &str) -> String {
+    let apps = portico.apps_json();
+    let app = app(&apps, name);
+    assert_eq!(app["status"], "failed", "{app}");
+    app["reason"].as_str().unwrap().to_owned()
+}
+
 fn app<'a>(apps: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     apps["apps"]
         .as_array()
@@ -124,10 +132,7 @@ async fn requirements_that_fail_to_install_show_the_installers_message_and_the_o
     )
     .await;
 
-    let apps = portico.apps_json();
-    let broken = app(&apps, "broken");
-    assert_eq!(broken["status"], "failed");
-    let reason = broken["reason"].as_str().unwrap();
+    let reason = failure_reason(&portico, "broken");
     assert!(
         reason.contains("installing the Python requirements failed"),
         "{reason}"
@@ -251,10 +256,7 @@ async fn without_rscript_only_the_r_shiny_app_fails_and_says_how_to_fix_it() {
     .with_app(static_site());
     let portico = Portico::start(BIN, config).await;
 
-    let apps = portico.apps_json();
-    let r = app(&apps, "r-shiny");
-    assert_eq!(r["status"], "failed");
-    let reason = r["reason"].as_str().unwrap();
+    let reason = failure_reason(&portico, "r-shiny");
     assert!(
         reason.contains("`Rscript` was not found on the PATH"),
         "{reason}"
@@ -280,10 +282,7 @@ async fn an_app_that_never_answers_fails_after_the_start_timeout_with_what_it_pr
     }
     .with_app(silent);
     let mut portico = Portico::start(BIN, config).await;
-    let apps = portico.apps_json();
-    let silent = app(&apps, "silent");
-    assert_eq!(silent["status"], "failed");
-    let reason = silent["reason"].as_str().unwrap();
+    let reason = failure_reason(&portico, "silent");
     assert!(reason.contains("did not answer on / within 2s"), "{reason}");
     assert!(reason.contains("loading 40 GB of parquet"), "{reason}");
     assert!(
