@@ -5,8 +5,10 @@
 //! embedded default; the SQL is kept to what PostgreSQL also accepts so that a second backend
 //! is a new pool type and a migrations folder, not new queries.
 
+mod identity;
 mod rows;
 
+pub use identity::{AuditRow, GroupRow, UserChange, UserRow};
 pub use rows::{AppRow, EventRow, ReplicaRow};
 
 use portico_core::{AppStatus, Framework, ReplicaState};
@@ -27,6 +29,8 @@ pub enum StoreError {
     Open { path: PathBuf, source: sqlx::Error },
     #[error("cannot update the database schema: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0} already exists")]
+    AlreadyExists(String),
     #[error("database error: {0}")]
     Query(#[from] sqlx::Error),
 }
@@ -61,7 +65,8 @@ impl Store {
             .create_if_missing(true)
             // WAL lets `portico apps` read while `portico up` writes.
             .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(Duration::from_secs(5));
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)

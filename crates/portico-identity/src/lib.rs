@@ -1,0 +1,12 @@
+//! Who people are: accounts with argon2id passwords, groups, the admin bootstrap and the
+//! audit trail of every change. Sessions, MFA, sign-in pages and SSO build on this.
+
+pub mod accounts;
+pub mod bootstrap;
+pub mod email;
+pub mod password;
+
+mod common_passwords;
+
+pub use accounts::{Accounts, IdentityError, NewUser};
+pub use bootstrap::{ensure_admin, Bootstrap};
