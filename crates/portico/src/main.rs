@@ -1,6 +1,7 @@
 //! `portico`: the command line. Wiring only: each subcommand lives in its own module and
 //! calls into the library crates.
 
+mod accounts_cli;
 mod apps;
 mod check;
 mod config_path;
@@ -57,6 +58,24 @@ enum Command {
         #[arg(long)]
         build: bool,
     },
+    /// Manage user accounts.
+    Users {
+        #[command(subcommand)]
+        command: accounts_cli::UsersCommand,
+    },
+    /// Manage groups.
+    Groups {
+        #[command(subcommand)]
+        command: accounts_cli::GroupsCommand,
+    },
+    /// Show the audit log: account and group changes, and (with sign-in) sign-ins and refusals.
+    Audit {
+        /// How many of the newest entries.
+        #[arg(long, short = 'n', default_value_t = 100)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -83,6 +102,9 @@ fn main() -> ExitCode {
                 lines,
                 build,
             } => logs::run(config, &app, follow, lines, build).await,
+            Command::Users { command } => accounts_cli::users(config, command).await,
+            Command::Groups { command } => accounts_cli::groups(config, command).await,
+            Command::Audit { limit, json } => accounts_cli::audit(config, limit, json).await,
         }
     })
 }

@@ -9,6 +9,7 @@ use portico_console::ConsoleState;
 use portico_core::{AppRoute, AppStatus, MountStyle, PublicUrls, RouteTable};
 use portico_edge::{Edge, EdgeOptions, ListenerKind, UpstreamTimeouts};
 use portico_fleet::{process::recover_orphans, Fleet, ProcessRuntime};
+use portico_identity::{ensure_admin, Accounts, Bootstrap};
 use portico_store::Store;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -89,6 +90,8 @@ async fn serve(validated: Validated) -> Result<(), String> {
         .register_apps(&registered)
         .await
         .map_err(|e| e.to_string())?;
+
+    bootstrap_admin(&store, &server.domain).await?;
 
     let metrics = portico_edge::install_metrics_recorder()
         .map_err(|e| format!("cannot set up metrics: {e}"))?;
@@ -182,6 +185,32 @@ async fn serve(validated: Validated) -> Result<(), String> {
     }
     store.close().await;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Creates the first admin on the first start (see `portico_identity::bootstrap`). A generated
+/// password goes to the console once, through stdout and never through the log.
+async fn bootstrap_admin(store: &Store, domain: &str) -> Result<(), String> {
+    let email = std::env::var("PORTICO_ADMIN_EMAIL").ok();
+    let password = std::env::var("PORTICO_ADMIN_PASSWORD").ok();
+    let accounts = Accounts::new(store.clone());
+    match ensure_admin(&accounts, domain, email.as_deref(), password.as_deref()).await {
+        Ok(Bootstrap::Existing) => {}
+        Ok(Bootstrap::FromEnvironment { email }) => {
+            tracing::info!("created the admin account {email} from PORTICO_ADMIN_EMAIL and PORTICO_ADMIN_PASSWORD");
+        }
+        Ok(Bootstrap::Generated { email, password }) => {
+            println!(
+                "First start: created the administrator {email}.\nIts password is shown only this once:\n    {password}\n\
+                 Keep it safe, or set your own with `portico users reset-password {email} --password-stdin`."
+            );
+        }
+        Err(e) => {
+            return Err(format!(
+                "cannot create the first administrator from PORTICO_ADMIN_EMAIL / PORTICO_ADMIN_PASSWORD: {e}"
+            ))
+        }
+    }
     Ok(())
 }
 
