@@ -154,6 +154,11 @@ impl Accounts {
         self.store
             .update_user(&user.email, UserChange::Disabled(disabled))
             .await?;
+        if disabled {
+            // Running instances also drop them from memory at their next sync (within a second).
+            let now = crate::sessions::unix_now();
+            self.store.revoke_user_sessions(user.id, now).await?;
+        }
         let action = if disabled {
             "user.disable"
         } else {

@@ -5,8 +5,10 @@ pub mod accounts;
 pub mod bootstrap;
 pub mod email;
 pub mod password;
+pub mod sessions;
 
 mod common_passwords;
 
 pub use accounts::{Accounts, IdentityError, NewUser};
 pub use bootstrap::{ensure_admin, Bootstrap};
+pub use sessions::{SessionPolicy, SessionUser, Sessions};

@@ -123,8 +123,52 @@ impl Store {
                     .bind(hash)
             }
         };
-        let done = query.bind(at).bind(email).execute(&self.pool).await?;
+        let mut tx = self.pool.begin().await?;
+        let done = query.bind(at).bind(email).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO user_changes (user_id) SELECT id FROM users WHERE email = ?")
+            .bind(email)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Users changed after `after` in the change feed: (sequence number, user id), in order.
+    pub async fn user_changes(&self, after: i64) -> Result<Vec<(i64, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT seq, user_id FROM user_changes WHERE seq > ? ORDER BY seq LIMIT 10000",
+        )
+        .bind(after)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The newest sequence number of the change feed (0 when empty).
+    pub async fn latest_user_change(&self) -> Result<i64> {
+        let (seq,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(seq), 0) FROM user_changes")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(seq)
+    }
+
+    pub async fn user_by_id(&self, id: i64) -> Result<Option<UserRow>> {
+        Ok(
+            sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// The groups of one user, sorted.
+    pub async fn groups_of(&self, user_id: i64) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT group_name FROM group_members WHERE user_id = ? ORDER BY group_name",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(g,)| g).collect())
     }
 
     pub async fn insert_group(&self, name: &str) -> Result<()> {
@@ -170,6 +214,10 @@ impl Store {
                 .execute(&self.pool)
                 .await?
         };
+        sqlx::query("INSERT INTO user_changes (user_id) VALUES (?)")
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 

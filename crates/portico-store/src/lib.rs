@@ -7,9 +7,11 @@
 
 mod identity;
 mod rows;
+mod sessions;
 
 pub use identity::{AuditRow, GroupRow, UserChange, UserRow};
 pub use rows::{AppRow, EventRow, ReplicaRow};
+pub use sessions::SessionRow;
 
 use portico_core::{AppStatus, Framework, ReplicaState};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
