@@ -411,10 +411,10 @@ mod tests {
 
     #[tokio::test]
     async fn disabling_a_user_elsewhere_ends_their_sessions_at_the_next_sync() {
-        let (_dir, accounts, sessions, ada) = setup().await;
+        let (dir, accounts, sessions, ada) = setup().await;
         let new = sessions.create(&ada, "localhost", None).await.unwrap();
         // As the CLI would, through its own connection.
-        let cli = Accounts::new(Store::open(&_dir.path().to_path_buf()).await.unwrap());
+        let cli = Accounts::new(Store::open(dir.path()).await.unwrap());
         cli.set_member("cli", "sales", "ada@example.com", false)
             .await
             .unwrap();
