@@ -198,6 +198,7 @@ mod tests {
             env: BTreeMap::new(),
             command: vec![],
             health_path: None,
+            access: portico_core::Access::SignedIn,
         }
     }
 

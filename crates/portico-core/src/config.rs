@@ -23,7 +23,17 @@ pub struct Config {
     pub server: ServerConfig,
     pub build: BuildConfig,
     pub fleet: FleetConfig,
+    pub auth: AuthConfig,
     pub apps: Vec<AppSpec>,
+}
+
+/// `[auth]`: sign-in and sessions.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub session_idle_timeout: Duration,
+    pub session_lifetime: Duration,
+    /// Named on the "no access" page: whom to ask.
+    pub contact: String,
 }
 
 #[derive(Debug, Clone)]
@@ -84,6 +94,8 @@ pub struct AppSpec {
     pub command: Vec<String>,
     /// Path probed for readiness; `None`: the framework's default.
     pub health_path: Option<String>,
+    /// Who may open it (default: anyone signed in).
+    pub access: crate::access::Access,
 }
 
 /// One thing wrong with a config: the key, and what is wrong with it including the fix.

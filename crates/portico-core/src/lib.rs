@@ -5,12 +5,14 @@
 //! Everything here is plain data with no I/O beyond reading the config file, so every other
 //! crate can depend on it.
 
+pub mod access;
 pub mod config;
 pub mod model;
 pub mod routes;
 pub mod urls;
 
+pub use access::{Access, Decision};
 pub use config::{AppSpec, Config, ConfigError, Problem};
-pub use model::{AppStatus, Framework, Identity, MountStyle, ReplicaState};
+pub use model::{AppStatus, Framework, Identity, MountStyle, ReplicaState, User};
 pub use routes::{AppRoute, RouteTable, SharedRoutes};
 pub use urls::PublicUrls;

@@ -93,12 +93,32 @@ pub enum MountStyle {
     Root,
 }
 
-/// Who is making a request. Sign-in arrives with `portico-identity`; until then every
-/// request carries the anonymous identity.
+/// A signed-in person, as the request path sees them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: i64,
+    /// Lowercased; the account name.
+    pub email: String,
+    pub display_name: String,
+    pub groups: Vec<String>,
+    pub admin: bool,
+}
+
+/// Who is making a request.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Identity {
     #[default]
     Anonymous,
+    User(std::sync::Arc<User>),
+}
+
+impl Identity {
+    pub fn user(&self) -> Option<&User> {
+        match self {
+            Identity::User(user) => Some(user),
+            Identity::Anonymous => None,
+        }
+    }
 }
 
 /// The life of one replica, as the supervisor sees it.

@@ -19,6 +19,8 @@ pub struct AppRoute {
     pub mount: MountStyle,
     /// Addresses of ready replicas; empty while none is ready.
     pub endpoints: Arc<[SocketAddr]>,
+    /// Who may open it.
+    pub access: Arc<crate::access::Access>,
 }
 
 /// An immutable snapshot of every app's route.

@@ -222,6 +222,7 @@ mod tests {
             status: AppStatus::Running,
             mount,
             endpoints: Arc::from(vec![]),
+            access: Arc::new(portico_core::Access::Public),
         }
     }
 

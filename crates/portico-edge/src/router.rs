@@ -135,6 +135,7 @@ mod tests {
             status: AppStatus::Starting,
             mount: MountStyle::Root,
             endpoints: Arc::from(vec![]),
+            access: Arc::new(portico_core::Access::Public),
         }])
     }
 

@@ -11,4 +11,4 @@ mod common_passwords;
 
 pub use accounts::{Accounts, IdentityError, NewUser};
 pub use bootstrap::{ensure_admin, Bootstrap};
-pub use sessions::{SessionPolicy, SessionUser, Sessions};
+pub use sessions::{SessionPolicy, Sessions};

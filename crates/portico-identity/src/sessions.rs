@@ -7,6 +7,7 @@
 //! processes changed (the CLI disabling a user, changing groups, an instance revoking a
 //! session) and records when sessions were last used.
 
+use portico_core::User;
 use portico_store::{SessionRow, Store, StoreError, UserRow};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -14,16 +15,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// Who a session belongs to, as the request path needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionUser {
-    pub id: i64,
-    pub email: String,
-    pub display_name: String,
-    pub groups: Vec<String>,
-    pub admin: bool,
-}
 
 #[derive(Debug, Clone, Copy)]
 pub struct SessionPolicy {
@@ -52,7 +43,7 @@ pub struct Sessions {
     store: Store,
     policy: SessionPolicy,
     sessions: RwLock<HashMap<[u8; 32], Arc<LiveSession>>>,
-    users: RwLock<HashMap<i64, Arc<SessionUser>>>,
+    users: RwLock<HashMap<i64, Arc<User>>>,
     /// Where the sync loop has read up to: the change feed's sequence, and the time of the
     /// last revocation check.
     cursor: Mutex<(i64, i64)>,
@@ -76,8 +67,8 @@ fn digest(raw: &[u8; 32]) -> [u8; 32] {
     Sha256::digest(raw).into()
 }
 
-async fn load_user(store: &Store, row: UserRow) -> Result<SessionUser, StoreError> {
-    Ok(SessionUser {
+async fn load_user(store: &Store, row: UserRow) -> Result<User, StoreError> {
+    Ok(User {
         groups: store.groups_of(row.id).await?,
         id: row.id,
         email: row.email,
@@ -182,7 +173,7 @@ impl Sessions {
 
     /// The user of a live session for this host, from memory only. A cookie that is malformed,
     /// unknown, for another host, idle too long or past its lifetime gives `None`.
-    pub fn lookup(&self, cookie_value: &str, host: &str) -> Option<Arc<SessionUser>> {
+    pub fn lookup(&self, cookie_value: &str, host: &str) -> Option<Arc<User>> {
         let key = digest(&decode(cookie_value)?);
         let session = self
             .sessions

@@ -110,6 +110,7 @@ async fn serve(validated: Validated) -> Result<(), String> {
                 status: AppStatus::Building,
                 mount: MountStyle::Root,
                 endpoints: Arc::from(Vec::new()),
+                access: Arc::new(a.spec.access.clone()),
             })
             .collect(),
     )));

@@ -14,7 +14,17 @@ pub struct ConfigFile {
     #[serde(default)]
     pub fleet: Fleet,
     #[serde(default)]
+    pub auth: Auth,
+    #[serde(default)]
     pub apps: Vec<App>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    pub session_idle_timeout_secs: Option<u64>,
+    pub session_lifetime_secs: Option<u64>,
+    pub contact: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,6 +120,9 @@ pub struct App {
     #[serde(default)]
     pub command: Vec<String>,
     pub health_path: Option<String>,
+    /// `"public"`, `"signed-in"` or `{ users = […], groups = […] }`; checked in validation
+    /// so that a wrong shape gets a precise message.
+    pub access: Option<toml::Value>,
 }
 
 /// toml's message already shows the line, a caret and the offending key; we add the fix for

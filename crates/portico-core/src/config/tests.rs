@@ -119,3 +119,58 @@ fn dns_labels() {
     assert!(!is_dns_label("a.b"));
     assert!(!is_dns_label(&"a".repeat(64)));
 }
+
+#[test]
+fn access_rules_default_to_signed_in_and_read_all_three_shapes() {
+    use crate::access::Access;
+    let (_dir, path) = workspace();
+    let text = "[[apps]]\nname = \"a\"\nsource = \"app\"\n\
+                [[apps]]\nname = \"b\"\nsource = \"app\"\naccess = \"public\"\n\
+                [[apps]]\nname = \"c\"\nsource = \"app\"\naccess = { users = [\"Ada@Example.com\"], groups = [\"sales\"] }\n";
+    let config = Config::parse(&path, text).unwrap();
+    assert_eq!(config.apps[0].access, Access::SignedIn);
+    assert_eq!(config.apps[1].access, Access::Public);
+    assert_eq!(
+        config.apps[2].access,
+        Access::Only {
+            users: vec!["ada@example.com".into()],
+            groups: vec!["sales".into()]
+        }
+    );
+    assert_eq!(config.auth.contact, "your Portico administrator");
+}
+
+#[test]
+fn bad_access_rules_say_what_to_write() {
+    let app =
+        |access: &str| format!("[[apps]]\nname = \"a\"\nsource = \"app\"\naccess = {access}\n");
+    let cases = [
+        (
+            "\"everyone\"",
+            "apps[0].access = \"everyone\" is not an access rule; write \"public\", \"signed-in\"",
+        ),
+        (
+            "{ teams = [\"x\"] }",
+            "apps[0].access.teams is not part of an access rule",
+        ),
+        (
+            "{ users = \"ada@example.com\" }",
+            "apps[0].access.users: must be a list of strings",
+        ),
+        ("{ users = [\"ada\"] }", "\"ada\" is not an e-mail address"),
+        (
+            "{ users = [] }",
+            "apps[0].access: names no users and no groups",
+        ),
+        ("42", "apps[0].access: has the wrong type"),
+    ];
+    for (access, expected) in cases {
+        let message = errors(&app(access));
+        assert!(message.contains(expected), "{access}: {message}");
+    }
+    let message = errors("[auth]\nsession_idle_timeout_secs = 600\nsession_lifetime_secs = 60\n");
+    assert!(
+        message.contains("auth.session_lifetime_secs = 60 is shorter than"),
+        "{message}"
+    );
+}

@@ -1,7 +1,10 @@
 //! Checks that serde cannot make, collecting every problem rather than stopping at the first.
 
 use super::raw;
-use super::{AppSpec, BuildConfig, Config, FleetConfig, Installer, Problem, ServerConfig};
+use super::{
+    AppSpec, AuthConfig, BuildConfig, Config, FleetConfig, Installer, Problem, ServerConfig,
+};
+use crate::access::Access;
 use crate::model::Framework;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,6 +19,7 @@ pub fn validate(raw: raw::ConfigFile, base: &Path) -> Result<Config, Vec<Problem
     let server = server(raw.server, base, &mut problems);
     let build = build(raw.build, base, &server, &mut problems);
     let fleet = fleet(raw.fleet, &mut problems);
+    let auth = auth(raw.auth, &mut problems);
     let apps = apps(raw.apps, base, &mut problems);
     if problems.is_empty() {
         Ok(Config {
@@ -23,6 +27,7 @@ pub fn validate(raw: raw::ConfigFile, base: &Path) -> Result<Config, Vec<Problem
             server,
             build,
             fleet,
+            auth,
             apps,
         })
     } else {
@@ -108,6 +113,93 @@ fn fleet(raw: raw::Fleet, problems: &mut Vec<Problem>) -> FleetConfig {
         start_timeout: Duration::from_secs(raw.start_timeout_secs),
         stop_grace: Duration::from_secs(raw.stop_grace_secs),
         max_restarts: raw.max_restarts,
+    }
+}
+
+fn auth(raw: raw::Auth, problems: &mut Vec<Problem>) -> AuthConfig {
+    let idle = raw.session_idle_timeout_secs.unwrap_or(8 * 3600);
+    let lifetime = raw.session_lifetime_secs.unwrap_or(24 * 3600);
+    if idle == 0 {
+        problems.push(Problem::new(
+            "auth.session_idle_timeout_secs",
+            "= 0 would end every session at once; write e.g. 28800 (8 hours)",
+        ));
+    }
+    if lifetime < idle {
+        problems.push(Problem::new(
+            "auth.session_lifetime_secs",
+            format!("= {lifetime} is shorter than auth.session_idle_timeout_secs ({idle}); make it at least as long"),
+        ));
+    }
+    AuthConfig {
+        session_idle_timeout: Duration::from_secs(idle),
+        session_lifetime: Duration::from_secs(lifetime),
+        contact: raw
+            .contact
+            .filter(|c| !c.trim().is_empty())
+            .unwrap_or_else(|| "your Portico administrator".into()),
+    }
+}
+
+/// Reads an app's `access` value; `None` (absent) means signed-in users only.
+fn access(key: &str, value: Option<&toml::Value>, problems: &mut Vec<Problem>) -> Access {
+    let fix = "write \"public\", \"signed-in\", or { users = [\"ada@example.com\"], groups = [\"sales\"] }";
+    match value {
+        None => Access::SignedIn,
+        Some(toml::Value::String(s)) if s == "public" => Access::Public,
+        Some(toml::Value::String(s)) if s == "signed-in" => Access::SignedIn,
+        Some(toml::Value::String(s)) => {
+            problems.push(Problem::new(
+                key,
+                format!("= \"{s}\" is not an access rule; {fix}"),
+            ));
+            Access::SignedIn
+        }
+        Some(toml::Value::Table(table)) => {
+            let mut users = Vec::new();
+            let mut groups = Vec::new();
+            for (name, list) in table {
+                let target = match name.as_str() {
+                    "users" => &mut users,
+                    "groups" => &mut groups,
+                    other => {
+                        problems.push(Problem::new(
+                            format!("{key}.{other}"),
+                            format!("is not part of an access rule; {fix}"),
+                        ));
+                        continue;
+                    }
+                };
+                let Some(items) = list.as_array() else {
+                    problems.push(Problem::new(
+                        format!("{key}.{name}"),
+                        "must be a list of strings, e.g. [\"sales\"]",
+                    ));
+                    continue;
+                };
+                for item in items {
+                    match item.as_str() {
+                        Some(text) if name == "users" && !text.contains('@') => problems.push(Problem::new(
+                            format!("{key}.users"),
+                            format!("\"{text}\" is not an e-mail address; users are named by e-mail"),
+                        )),
+                        Some(text) => target.push(if name == "users" { text.trim().to_lowercase() } else { text.trim().to_owned() }),
+                        None => problems.push(Problem::new(format!("{key}.{name}"), "must be a list of strings")),
+                    }
+                }
+            }
+            if users.is_empty()
+                && groups.is_empty()
+                && !problems.iter().any(|p| p.key.starts_with(key))
+            {
+                problems.push(Problem::new(key, "names no users and no groups, so only admins could open the app; add some, or write \"signed-in\""));
+            }
+            Access::Only { users, groups }
+        }
+        Some(_) => {
+            problems.push(Problem::new(key, format!("has the wrong type; {fix}")));
+            Access::SignedIn
+        }
     }
 }
 
@@ -203,7 +295,9 @@ fn apps(raw: Vec<raw::App>, base: &Path, problems: &mut Vec<Problem>) -> Vec<App
             }
         }
 
+        let access = access(&key("access"), app.access.as_ref(), problems);
         apps.push(AppSpec {
+            access,
             title: app.title.unwrap_or_else(|| app.name.clone()),
             name: app.name,
             description: app.description,
