@@ -5,18 +5,32 @@ mod views;
 
 use axum::routing::get;
 use portico_core::{PublicUrls, SharedRoutes};
+use portico_identity::{Accounts, Handoffs, Sessions};
 use std::sync::Arc;
 
 /// What every page handler can read.
 pub struct ConsoleState {
     pub routes: SharedRoutes,
     pub urls: PublicUrls,
+    pub accounts: Accounts,
+    pub sessions: Arc<Sessions>,
+    pub handoffs: Arc<Handoffs>,
 }
 
-/// The portal's routes, served by the edge for the portal host.
+/// The portal's routes, served by the edge for the portal host. The edge puts the request's
+/// `Identity` in its extensions.
 pub fn router(state: Arc<ConsoleState>) -> axum::Router {
     axum::Router::new()
         .route("/", get(views::portal::page))
+        .route(
+            "/_portico/sign-in",
+            get(views::sign_in::form).post(views::sign_in::submit),
+        )
+        .route(
+            "/_portico/sign-out",
+            axum::routing::post(views::sign_out::submit),
+        )
+        .route("/_portico/handoff", get(views::handoff::start))
         .route("/_portico/portico.css", get(views::assets::stylesheet))
         .fallback(views::not_found::page)
         .with_state(state)

@@ -28,6 +28,11 @@ impl PublicUrls {
         }
     }
 
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &'static str {
+        self.scheme
+    }
+
     pub fn domain(&self) -> &str {
         &self.domain
     }

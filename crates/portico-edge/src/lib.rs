@@ -12,6 +12,7 @@
 mod balancer;
 mod body;
 mod hop;
+mod identity;
 mod lifecycle;
 mod listener;
 mod pages;
@@ -19,6 +20,7 @@ mod policy;
 mod proxy;
 mod request_filter;
 mod router;
+mod signin;
 mod telemetry;
 
 pub use body::ProxyBody;

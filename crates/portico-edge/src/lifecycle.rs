@@ -2,18 +2,23 @@
 
 use crate::balancer::Balancer;
 use crate::body::{from_axum, full, ProxyBody};
+use crate::identity::{foreign_websocket_origin, identify};
 use crate::pages::{plain, redirect, Page};
 use crate::policy;
 use crate::proxy::{Forward, ProxyError, Upstream, UpstreamTimeouts};
 use crate::request_filter::{check_path, strip_client_headers, UnsafePath};
-use crate::router::{request_host, route, Internal, Target};
+use crate::router::{request_host, route, Internal, Mode, Target};
+use crate::signin;
 use crate::telemetry::{Telemetry, PORTAL_LABEL};
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use metrics_exporter_prometheus::PrometheusHandle;
-use portico_core::{AppRoute, AppStatus, Identity, PublicUrls, SharedRoutes};
+use portico_core::{AppRoute, AppStatus, Decision, PublicUrls, SharedRoutes};
+use portico_identity::{Handoffs, Sessions};
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 use tower::ServiceExt;
 
@@ -23,6 +28,10 @@ pub struct EdgeOptions {
     /// `false` when metrics have a listener of their own.
     pub metrics_on_main_listener: bool,
     pub upstream: UpstreamTimeouts,
+    pub sessions: Arc<Sessions>,
+    pub handoffs: Arc<Handoffs>,
+    /// Named on "no access" pages: whom to ask.
+    pub contact: String,
 }
 
 /// Which listener a request arrived on.
@@ -80,12 +89,9 @@ impl Edge {
         }
         strip_client_headers(req.headers_mut());
 
-        // Phase 2: identity. Every request is anonymous until sign-in exists.
-        let identity = Identity::Anonymous;
-
-        // Phase 3: router. The host borrows from the request, so routing happens in a block
-        // whose result (the target) owns what it needs.
-        let target = {
+        // Phases 2 and 3: identity and router. Both read the host, which borrows from the
+        // request, so they happen in a block whose results own what they need.
+        let (identity, target) = {
             let host_header = req
                 .headers()
                 .get(header::HOST)
@@ -104,18 +110,23 @@ impl Edge {
             if listener == ListenerKind::Metrics {
                 return self.metrics_listener(req.uri().path());
             }
+            // Sessions are bound to the host as the browser names it, port included.
+            let session_host = lowercase(host_header.or(authority).unwrap_or(""));
+            let identity = identify(req.headers(), &session_host, &self.options.sessions);
             let table = self.routes.load();
-            route(
+            let target = route(
                 &table,
                 self.options.urls.domain(),
                 &host,
                 req.uri().path(),
                 req.uri().query(),
-            )
+            );
+            (identity, target)
         };
         let (route, mode) = match target {
             Target::App { route, mode } => (route, mode),
             Target::Portal => {
+                req.extensions_mut().insert(identity);
                 let response = self
                     .portal
                     .clone()
@@ -141,17 +152,53 @@ impl Edge {
                 return self.finish(PORTAL_LABEL, started, self.unknown_host(&host))
             }
         };
+        // An app's own host reserves /_portico/ for the end of the sign-in handshake.
+        if mode == Mode::Host && req.uri().path().starts_with(signin::RESERVED_PREFIX) {
+            let response = signin::on_app_host(
+                &req,
+                &self.options.sessions,
+                &self.options.handoffs,
+                &self.portal_url,
+            )
+            .await;
+            return self.finish(&route.name, started, response);
+        }
 
         // Phase 4: policy.
-        if !policy::allows(&identity, &route) {
+        let host = lowercase(
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or(""),
+        );
+        if foreign_websocket_origin(req.headers(), &host) {
             let page = Page {
                 status: StatusCode::FORBIDDEN,
-                heading: "You do not have access to this dashboard",
-                message: "Ask the dashboard's owner or an administrator for access.",
+                heading: "Connection refused",
+                message: "This live connection was opened from another site, which Portico does not allow.",
                 hint: "",
                 refresh: None,
             };
             return self.finish(&route.name, started, page.render(&self.portal_url));
+        }
+        match policy::decide(&identity, &route) {
+            Decision::Allow => {}
+            Decision::SignIn => {
+                let response = signin::required(&req, mode, &self.options.urls, &self.portal_url);
+                return self.finish(&route.name, started, response);
+            }
+            Decision::Deny => {
+                let heading = format!("You do not have access to {}", route.title);
+                let message = format!("Ask {} to give you access.", self.options.contact);
+                let page = Page {
+                    status: StatusCode::FORBIDDEN,
+                    heading: &heading,
+                    message: &message,
+                    hint: "",
+                    refresh: None,
+                };
+                return self.finish(&route.name, started, page.render(&self.portal_url));
+            }
         }
 
         // Phase 5: balancer.
@@ -166,6 +213,7 @@ impl Edge {
             endpoint,
             peer,
             scheme: "http",
+            identity: &identity,
         };
         let response = match self.upstream.forward(req, forward).await {
             Ok(response) => response,
@@ -366,5 +414,14 @@ impl Edge {
             refresh: None,
         }
         .render(&self.portal_url)
+    }
+}
+
+/// Hosts compare case-insensitively; browsers send lowercase, so this rarely allocates.
+fn lowercase(host: &str) -> Cow<'_, str> {
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
     }
 }

@@ -1,8 +1,8 @@
-//! May this identity use this app? Until sign-in arrives every request is anonymous and every
-//! app is open; per-app access rules (public, signed-in, users, groups) plug in here.
+//! Phase 4: may this identity use this app? The app's access rule decides (see
+//! `portico_core::access`); admins may open everything.
 
-use portico_core::{AppRoute, Identity};
+use portico_core::{AppRoute, Decision, Identity};
 
-pub fn allows(_identity: &Identity, _route: &AppRoute) -> bool {
-    true
+pub fn decide(identity: &Identity, route: &AppRoute) -> Decision {
+    route.access.decide(identity)
 }

@@ -5,13 +5,14 @@
 use crate::body::{from_incoming, ProxyBody};
 use crate::hop::{restore_upgrade, strip_hop_by_hop};
 use crate::router::Mode;
-use http::header::{HeaderValue, HOST};
+use http::header::{HeaderMap, HeaderValue, COOKIE, HOST};
 use http::{uri, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use portico_core::urls::{app_prefix, APPS_PATH};
-use portico_core::{AppRoute, MountStyle};
+use portico_core::{AppRoute, Identity, MountStyle};
+use portico_identity::web::without_portico_cookies;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -55,6 +56,7 @@ pub struct Forward<'a> {
     pub endpoint: SocketAddr,
     pub peer: SocketAddr,
     pub scheme: &'static str,
+    pub identity: &'a Identity,
 }
 
 impl Upstream {
@@ -108,6 +110,9 @@ impl Upstream {
             }
         }
 
+        hide_portico_cookies(headers);
+        set_identity_headers(headers, f.identity);
+
         let request = Request::from_parts(parts, from_incoming(body));
         let mut response = match tokio::time::timeout(
             self.timeouts.response,
@@ -142,6 +147,42 @@ impl Upstream {
         strip_hop_by_hop(&mut parts.headers);
         Ok(Response::from_parts(parts, from_incoming(body)))
     }
+}
+
+/// No Portico cookie ever reaches a dashboard: a dashboard holding a session cookie could act
+/// as the user everywhere. (HTTP/2 may split cookies over several headers; they are joined.)
+fn hide_portico_cookies(headers: &mut HeaderMap) {
+    if !headers.contains_key(COOKIE) {
+        return;
+    }
+    let joined: Vec<&str> = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let kept = without_portico_cookies(&joined.join("; "));
+    headers.remove(COOKIE);
+    if let Some(value) = kept.and_then(|k| HeaderValue::from_str(&k).ok()) {
+        headers.insert(COOKIE, value);
+    }
+}
+
+/// Who the user is, in the forms dashboards read (DESIGN.md, "Identity to apps"): the
+/// oauth2-proxy headers, and the header R-Shiny reads for `session$user` and
+/// `session$groups`. Clients' own versions were removed by the request filter.
+fn set_identity_headers(headers: &mut HeaderMap, identity: &Identity) {
+    let Some(user) = identity.user() else { return };
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
+            headers.insert(name, value);
+        }
+    };
+    set("x-forwarded-user", &user.email);
+    set("x-forwarded-email", &user.email);
+    set("x-forwarded-preferred-username", &user.display_name);
+    set("x-forwarded-groups", &user.groups.join(","));
+    let credentials = serde_json::json!({ "user": user.email, "groups": user.groups });
+    set("shiny-server-credentials", &credentials.to_string());
 }
 
 /// The replica's URI for this request. The original path and query are reused as they are

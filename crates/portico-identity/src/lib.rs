@@ -4,11 +4,14 @@
 pub mod accounts;
 pub mod bootstrap;
 pub mod email;
+pub mod handoff;
 pub mod password;
 pub mod sessions;
+pub mod web;
 
 mod common_passwords;
 
 pub use accounts::{Accounts, IdentityError, NewUser};
 pub use bootstrap::{ensure_admin, Bootstrap};
+pub use handoff::Handoffs;
 pub use sessions::{SessionPolicy, Sessions};

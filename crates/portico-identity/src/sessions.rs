@@ -171,6 +171,23 @@ impl Sessions {
         })
     }
 
+    /// A session on `host` for the user of a handshake code, made from the portal session
+    /// `parent_cookie`; `None` when the user is gone or disabled since.
+    pub async fn create_for_user_id(
+        &self,
+        user_id: i64,
+        host: &str,
+        parent_cookie: &str,
+    ) -> Result<Option<NewSession>, StoreError> {
+        match self.store.user_by_id(user_id).await? {
+            Some(user) if !user.disabled => self
+                .create(&user, host, Some(parent_cookie))
+                .await
+                .map(Some),
+            _ => Ok(None),
+        }
+    }
+
     /// The user of a live session for this host, from memory only. A cookie that is malformed,
     /// unknown, for another host, idle too long or past its lifetime gives `None`.
     pub fn lookup(&self, cookie_value: &str, host: &str) -> Option<Arc<User>> {

@@ -94,8 +94,15 @@ impl Portico {
             shared_env_cache().to_string_lossy(),
         );
         for app in &config.apps {
+            // Tests about dashboards are not about sign-in: their apps are public unless the
+            // test sets an access rule itself.
+            let access = if app.extra.contains("access") {
+                ""
+            } else {
+                "access = \"public\"\n"
+            };
             toml.push_str(&format!(
-                "\n[[apps]]\nname = \"{}\"\ntitle = \"{} app\"\nsource = {:?}\n{}",
+                "\n[[apps]]\nname = \"{}\"\ntitle = \"{} app\"\nsource = {:?}\n{access}{}",
                 app.name,
                 app.name,
                 app.source.to_string_lossy(),

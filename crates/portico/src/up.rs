@@ -9,7 +9,7 @@ use portico_console::ConsoleState;
 use portico_core::{AppRoute, AppStatus, MountStyle, PublicUrls, RouteTable};
 use portico_edge::{Edge, EdgeOptions, ListenerKind, UpstreamTimeouts};
 use portico_fleet::{process::recover_orphans, Fleet, ProcessRuntime};
-use portico_identity::{ensure_admin, Accounts, Bootstrap};
+use portico_identity::{ensure_admin, Accounts, Bootstrap, Handoffs, SessionPolicy, Sessions};
 use portico_store::Store;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -128,14 +128,30 @@ async fn serve(validated: Validated) -> Result<(), String> {
         &data_dir,
     );
 
+    let accounts = Accounts::new(store.clone());
+    let policy = SessionPolicy {
+        idle_timeout: config.auth.session_idle_timeout,
+        lifetime: config.auth.session_lifetime,
+    };
+    let sessions = Sessions::load(store.clone(), policy)
+        .await
+        .map_err(|e| format!("cannot load sessions: {e}"))?;
+    sessions.spawn_sync(std::time::Duration::from_secs(1));
+    let handoffs = Arc::new(Handoffs::default());
     let portal = portico_console::router(Arc::new(ConsoleState {
         routes: routes.clone(),
         urls: urls.clone(),
+        accounts,
+        sessions: sessions.clone(),
+        handoffs: handoffs.clone(),
     }));
     let options = EdgeOptions {
         urls: urls.clone(),
         metrics_on_main_listener: metrics_listener.is_none(),
         upstream: UpstreamTimeouts::default(),
+        sessions,
+        handoffs,
+        contact: config.auth.contact.clone(),
     };
     let edge = Arc::new(Edge::new(routes.clone(), portal, options, Some(metrics)));
     let (stop_tx, stop_rx) = watch::channel(false);

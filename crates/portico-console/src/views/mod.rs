@@ -1,12 +1,17 @@
 pub mod assets;
+pub mod csrf;
+pub mod handoff;
 pub mod not_found;
 pub mod portal;
+pub mod sign_in;
+pub mod sign_out;
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use portico_core::Identity;
 
 /// Renders a template the same way everywhere: HTML, never cached, never sniffed. A render
-/// failure is a bug; it is logged-free and shows a plain message rather than a stack trace.
+/// failure is a bug; it shows a plain message rather than a stack trace.
 pub fn render(status: StatusCode, template: &impl askama::Template) -> Response {
     match template.render() {
         Ok(html) => {
@@ -29,4 +34,40 @@ pub fn render(status: StatusCode, template: &impl askama::Template) -> Response 
         )
             .into_response(),
     }
+}
+
+/// The header bar of every page: who is signed in, and the token of the sign-out form.
+pub struct Nav {
+    pub user: Option<String>,
+    pub csrf: String,
+}
+
+impl Nav {
+    pub fn new(identity: &Identity, csrf: &str) -> Nav {
+        Nav {
+            user: identity.user().map(|u| u.display_name.clone()),
+            csrf: csrf.to_owned(),
+        }
+    }
+}
+
+/// The Host header as the browser sent it, lowercased: sessions are bound to it.
+pub fn request_host(headers: &HeaderMap) -> String {
+    headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
+/// A 303 to `location`.
+pub fn see_other(location: &str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }

@@ -1,12 +1,13 @@
 //! `/`: the dashboards a person may open, with their status and both addresses.
 
-use super::render;
+use super::{csrf, render, Nav};
 use crate::ConsoleState;
 use askama::Template;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use portico_core::AppStatus;
+use axum::Extension;
+use portico_core::{AppStatus, Decision, Identity};
 use std::sync::Arc;
 
 struct AppCard {
@@ -24,14 +25,30 @@ struct AppCard {
 #[derive(Template)]
 #[template(path = "portal.html")]
 struct PortalPage {
+    nav: Nav,
     apps: Vec<AppCard>,
     running: usize,
+    signed_in: bool,
+    /// Apps an anonymous visitor would see after signing in.
+    hidden: usize,
 }
 
-pub async fn page(State(state): State<Arc<ConsoleState>>) -> Response {
+/// Lists only the apps this person may open: a dashboard they may not use is neither listed
+/// nor reachable.
+pub async fn page(
+    State(state): State<Arc<ConsoleState>>,
+    headers: HeaderMap,
+    identity: Option<Extension<Identity>>,
+) -> Response {
+    let identity = identity.map(|e| e.0).unwrap_or_default();
     let table = state.routes.load();
+    let hidden = table
+        .iter()
+        .filter(|r| r.access.decide(&identity) == Decision::SignIn)
+        .count();
     let apps: Vec<AppCard> = table
         .iter()
+        .filter(|route| route.access.decide(&identity) == Decision::Allow)
         .map(|route| AppCard {
             name: route.name.to_string(),
             title: route.title.to_string(),
@@ -53,5 +70,13 @@ pub async fn page(State(state): State<Arc<ConsoleState>>) -> Response {
         })
         .collect();
     let running = apps.iter().filter(|a| a.status == "running").count();
-    render(StatusCode::OK, &PortalPage { apps, running })
+    let (token, cookie) = csrf::token(&headers);
+    let page = PortalPage {
+        nav: Nav::new(&identity, &token),
+        apps,
+        running,
+        signed_in: identity.user().is_some(),
+        hidden,
+    };
+    csrf::with_cookie(render(StatusCode::OK, &page), cookie)
 }

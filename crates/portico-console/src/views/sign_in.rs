@@ -1,0 +1,172 @@
+//! `/_portico/sign-in`: e-mail and password. Works without JavaScript.
+
+use super::csrf::{self, Forgery};
+use super::{render, request_host, see_other, Nav};
+use crate::ConsoleState;
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use axum::{Extension, Form};
+use portico_core::Identity;
+use portico_identity::web::{cookie_values, safe_local_path, set_cookie, SESSION_COOKIE};
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// Longer input is refused before any hashing: at most this many bytes of e-mail and password.
+const MAX_EMAIL: usize = 320;
+const MAX_PASSWORD: usize = 1024;
+
+#[derive(Template)]
+#[template(path = "sign_in.html")]
+struct SignInPage {
+    nav: Nav,
+    email: String,
+    return_to: String,
+    error: Option<&'static str>,
+}
+
+#[derive(Deserialize)]
+pub struct ReturnQuery {
+    #[serde(rename = "return")]
+    return_to: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct SignInForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    csrf: String,
+    #[serde(default, rename = "return")]
+    return_to: String,
+}
+
+fn local_or_root(candidate: Option<&str>) -> String {
+    candidate
+        .and_then(safe_local_path)
+        .unwrap_or("/")
+        .to_owned()
+}
+
+pub async fn form(
+    headers: HeaderMap,
+    identity: Option<Extension<Identity>>,
+    Query(query): Query<ReturnQuery>,
+) -> Response {
+    let identity = identity.map(|e| e.0).unwrap_or_default();
+    let return_to = local_or_root(query.return_to.as_deref());
+    if identity.user().is_some() {
+        return see_other(&return_to);
+    }
+    let (token, cookie) = csrf::token(&headers);
+    let page = SignInPage {
+        nav: Nav::new(&identity, &token),
+        email: String::new(),
+        return_to,
+        error: None,
+    };
+    csrf::with_cookie(render(StatusCode::OK, &page), cookie)
+}
+
+pub async fn submit(
+    State(state): State<Arc<ConsoleState>>,
+    headers: HeaderMap,
+    Form(form): Form<SignInForm>,
+) -> Response {
+    let return_to = local_or_root(Some(&form.return_to));
+    let (token, cookie) = csrf::token(&headers);
+    let again = |status, error, email: &str| {
+        let page = SignInPage {
+            nav: Nav::new(&Identity::Anonymous, &token),
+            email: email.to_owned(),
+            return_to: return_to.clone(),
+            error: Some(error),
+        };
+        csrf::with_cookie(render(status, &page), cookie.clone())
+    };
+    let origin = state.urls.portal().trim_end_matches('/').to_owned();
+    match csrf::check(&headers, &form.csrf, &origin) {
+        Ok(()) => {}
+        Err(Forgery::ForeignOrigin) => {
+            return again(
+                StatusCode::FORBIDDEN,
+                "This form was sent from another site, so it was refused. Sign in here instead.",
+                "",
+            )
+        }
+        Err(Forgery::BadToken) => {
+            return again(
+                StatusCode::FORBIDDEN,
+                "This form had expired. Please sign in again.",
+                "",
+            )
+        }
+    }
+    let email = form.email.trim();
+    let shown_email: String = email.chars().take(254).collect();
+    let store = state.accounts.store();
+    let user = if email.len() > MAX_EMAIL || form.password.len() > MAX_PASSWORD {
+        None
+    } else {
+        match state.accounts.verify(email, &form.password).await {
+            Ok(user) => user,
+            Err(e) => {
+                tracing::error!("sign-in could not read the accounts: {e}");
+                return again(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Sign-in is unavailable right now. Try again in a moment.",
+                    &shown_email,
+                );
+            }
+        }
+    };
+    let Some(user) = user else {
+        let _ = store
+            .add_audit("anonymous", "sign-in.failure", Some(&shown_email), "")
+            .await;
+        // The same answer whether the account is unknown, disabled or the password wrong.
+        return again(
+            StatusCode::UNAUTHORIZED,
+            "That e-mail and password do not match an account that can sign in.",
+            &shown_email,
+        );
+    };
+
+    // A new session id at every sign-in (no fixation); a session the browser already had ends.
+    let cookies = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    for old in cookie_values(cookies, SESSION_COOKIE) {
+        let _ = state.sessions.end(old).await;
+    }
+    let host = request_host(&headers);
+    let session = match state.sessions.create(&user, &host, None).await {
+        Ok(session) => session,
+        Err(e) => {
+            tracing::error!("cannot create a session: {e}");
+            return again(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Sign-in is unavailable right now. Try again in a moment.",
+                &shown_email,
+            );
+        }
+    };
+    let _ = store
+        .add_audit(
+            &user.email,
+            "sign-in.success",
+            Some(&user.email),
+            "password",
+        )
+        .await;
+    let mut response = see_other(&return_to);
+    let value = set_cookie(SESSION_COOKIE, &session.cookie_value, "Lax", false, None);
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}

@@ -1,0 +1,152 @@
+//! The cookie and URL rules of sign-in, shared by the edge and the portal. Plain string
+//! functions: no HTTP types, so both sides apply exactly the same rules.
+
+/// The session cookie: host-only (no `Domain`), so each app host has its own.
+pub const SESSION_COOKIE: &str = "portico_session";
+/// The double-submit token of sign-in forms.
+pub const CSRF_COOKIE: &str = "portico_csrf";
+
+/// Values of the cookie `name` in `Cookie` headers (there may be several, e.g. when another
+/// site planted one: the caller tries each).
+pub fn cookie_values<'a>(
+    headers: impl Iterator<Item = &'a str> + 'a,
+    name: &'a str,
+) -> impl Iterator<Item = &'a str> + 'a {
+    headers.flat_map(|h| h.split(';')).filter_map(move |pair| {
+        let (key, value) = pair.trim().split_once('=')?;
+        (key == name).then_some(value.trim_matches('"'))
+    })
+}
+
+/// The `Cookie` header without Portico's own cookies, which no dashboard may see; `None` when
+/// nothing is left.
+pub fn without_portico_cookies(header: &str) -> Option<String> {
+    let kept: Vec<&str> = header
+        .split(';')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .filter(|pair| {
+            let name = pair.split('=').next().unwrap_or("");
+            !name.starts_with("portico_") && !name.starts_with("__Host-portico_")
+        })
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("; "))
+}
+
+/// A `Set-Cookie` value: HttpOnly, SameSite, `Path=/`, `Secure` under TLS, session lifetime
+/// (`max_age` = None) or explicit.
+pub fn set_cookie(
+    name: &str,
+    value: &str,
+    same_site: &str,
+    secure: bool,
+    max_age: Option<i64>,
+) -> String {
+    let mut cookie = format!("{name}={value}; Path=/; HttpOnly; SameSite={same_site}");
+    if let Some(seconds) = max_age {
+        cookie.push_str(&format!("; Max-Age={seconds}"));
+    }
+    if secure {
+        cookie.push_str("; Secure");
+    }
+    cookie
+}
+
+/// Removes a cookie.
+pub fn clear_cookie(name: &str, secure: bool) -> String {
+    set_cookie(name, "", "Lax", secure, Some(0))
+}
+
+/// A path on the same host to return to after sign-in, or `None`. Only absolute paths are
+/// honoured: `//evil.com`, `/\evil.com`, `https://evil.com` and anything with control
+/// characters would send the browser to another site (an open redirect).
+pub fn safe_local_path(candidate: &str) -> Option<&str> {
+    let ok = candidate.starts_with('/')
+        && !candidate.starts_with("//")
+        && !candidate.starts_with("/\\")
+        && !candidate.chars().any(|c| c.is_control() || c == '\\');
+    ok.then_some(candidate)
+}
+
+/// For the handshake: the app host and path of an absolute URL on one of our app hosts
+/// (`http://sales.example.com:8080/x` with `domain` = `example.com`), or `None` for anything
+/// else, so the portal never hands a code to a foreign site.
+pub fn app_url_parts<'a>(url: &'a str, scheme: &str, domain: &str) -> Option<(&'a str, &'a str)> {
+    let rest = url.strip_prefix(scheme)?.strip_prefix("://")?;
+    let (host, path) = rest
+        .find('/')
+        .map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
+    let name = host.rsplit_once(':').map_or(host, |(h, port)| {
+        if port.chars().all(|c| c.is_ascii_digit()) {
+            h
+        } else {
+            ""
+        }
+    });
+    let label = name.strip_suffix(domain)?.strip_suffix('.')?;
+    let valid_label = !label.is_empty()
+        && !label.contains('.')
+        && label
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    (valid_label && safe_local_path(path).is_some()).then_some((host, path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_found_and_portico_ones_hidden_from_apps() {
+        let headers = ["a=1; portico_session=abc; b=2", "portico_session=def"];
+        let found: Vec<&str> = cookie_values(headers.into_iter(), SESSION_COOKIE).collect();
+        assert_eq!(found, vec!["abc", "def"]);
+        assert_eq!(
+            without_portico_cookies("a=1; portico_session=abc; portico_csrf=x; b=2").unwrap(),
+            "a=1; b=2"
+        );
+        assert!(without_portico_cookies("portico_session=abc").is_none());
+        assert!(set_cookie(SESSION_COOKIE, "v", "Lax", true, None)
+            .ends_with("HttpOnly; SameSite=Lax; Secure"));
+    }
+
+    #[test]
+    fn only_local_paths_are_return_targets() {
+        for ok in ["/", "/apps/sales/?q=1", "/a/b#c"] {
+            assert_eq!(safe_local_path(ok), Some(ok));
+        }
+        for bad in [
+            "//evil.com",
+            "/\\evil.com",
+            "https://evil.com",
+            "evil.com",
+            "/a\r\nSet-Cookie: x",
+            "",
+            "/%0d\\x",
+        ] {
+            assert_eq!(safe_local_path(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn handshake_targets_are_our_app_hosts_only() {
+        let parts = app_url_parts("http://sales.localhost:8080/x?y", "http", "localhost").unwrap();
+        assert_eq!(parts, ("sales.localhost:8080", "/x?y"));
+        assert_eq!(
+            app_url_parts("http://sales.localhost", "http", "localhost").unwrap(),
+            ("sales.localhost", "/")
+        );
+        for bad in [
+            "http://evil.com/",
+            "http://sales.localhost.evil.com/",
+            "http://evillocalhost/",
+            "https://sales.localhost/",
+            "http://a.b.localhost/",
+            "http://localhost/",
+            "http://sales.localhost//evil.com",
+            "http://user@sales.localhost/",
+        ] {
+            assert!(app_url_parts(bad, "http", "localhost").is_none(), "{bad}");
+        }
+    }
+}
