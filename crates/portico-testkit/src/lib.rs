@@ -5,9 +5,11 @@
 
 mod browser;
 mod portico;
+mod visitor;
 
 pub use browser::Browser;
 pub use portico::{AppConfig, Portico, PorticoConfig};
+pub use visitor::{Landing, Visitor};
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -239,6 +239,33 @@ impl Portico {
             .unwrap()
     }
 
+    /// Creates a user through the CLI, with this password and these groups.
+    pub fn add_user(&self, email: &str, password: &str, groups: &[&str]) {
+        use std::io::Write;
+        let mut child = Command::new(&self.bin)
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(["users", "add", email, "--password-stdin"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{password}\n").as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success(), "could not add {email}");
+        for group in groups {
+            let _ = self.cli(&["groups", "add", group]);
+            assert!(self
+                .cli(&["groups", "add-member", group, email])
+                .status
+                .success());
+        }
+    }
+
     /// `portico apps --json`, parsed.
     pub fn apps_json(&self) -> serde_json::Value {
         let output = self.cli(&["apps", "--json"]);

@@ -1,0 +1,155 @@
+//! A person with a browser's cookie jar, driving Portico over HTTP: enough to test sign-in
+//! flows hop by hop (the browser tests cover what JavaScript does).
+
+use crate::portico::Portico;
+use reqwest::cookie::{CookieStore, Jar};
+use reqwest::header::{HeaderMap, ACCEPT, LOCATION, ORIGIN};
+use reqwest::{Response, StatusCode};
+use std::sync::Arc;
+
+pub struct Visitor {
+    pub client: reqwest::Client,
+    pub jar: Arc<Jar>,
+    port: u16,
+}
+
+/// Where a chain of redirects ended.
+pub struct Landing {
+    pub url: String,
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+    /// Every URL visited, in order.
+    pub hops: Vec<String>,
+}
+
+impl Visitor {
+    pub fn new(portico: &Portico, apps: &[&str]) -> Visitor {
+        let jar = Arc::new(Jar::default());
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .cookie_provider(jar.clone());
+        for app in apps {
+            builder = builder.resolve(
+                &format!("{app}.localhost"),
+                ([127, 0, 0, 1], portico.port).into(),
+            );
+        }
+        let client = builder
+            .resolve("localhost", ([127, 0, 0, 1], portico.port).into())
+            .build()
+            .unwrap();
+        Visitor {
+            client,
+            jar,
+            port: portico.port,
+        }
+    }
+
+    pub fn portal(&self) -> String {
+        format!("http://localhost:{}", self.port)
+    }
+
+    /// A browser navigation: `Accept: text/html`.
+    pub async fn get(&self, url: &str) -> Response {
+        self.client
+            .get(url)
+            .header(ACCEPT, "text/html,*/*")
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Follows redirects like a browser, at most 10.
+    pub async fn open(&self, url: &str) -> Landing {
+        let mut url = url.to_owned();
+        let mut hops = vec![url.clone()];
+        for _ in 0..10 {
+            let response = self.get(&url).await;
+            if !response.status().is_redirection() {
+                let status = response.status();
+                let headers = response.headers().clone();
+                let body = response.text().await.unwrap_or_default();
+                return Landing {
+                    url,
+                    status,
+                    headers,
+                    body,
+                    hops,
+                };
+            }
+            let location = response.headers()[LOCATION].to_str().unwrap().to_owned();
+            url = if location.starts_with('/') {
+                let origin: String = url.splitn(4, '/').take(3).collect::<Vec<_>>().join("/");
+                format!("{origin}{location}")
+            } else {
+                location
+            };
+            hops.push(url.clone());
+        }
+        panic!("more than 10 redirects: {hops:?}");
+    }
+
+    /// The CSRF token of Portico's forms (also sets its cookie): from the sign-in page, or,
+    /// for a browser already signed in (which that page redirects), from the portal's
+    /// sign-out form.
+    pub async fn sign_in_token(&self) -> String {
+        let mut page = self
+            .get(&format!("{}/_portico/sign-in", self.portal()))
+            .await
+            .text()
+            .await
+            .unwrap();
+        if !page.contains("name=\"csrf\"") {
+            page = self
+                .get(&format!("{}/", self.portal()))
+                .await
+                .text()
+                .await
+                .unwrap();
+        }
+        let start = page.find("name=\"csrf\" value=\"").expect("a csrf field")
+            + "name=\"csrf\" value=\"".len();
+        page[start..start + 64].to_owned()
+    }
+
+    /// Submits the sign-in form as a browser on the portal would; returns the response
+    /// (a 303 on success).
+    pub async fn submit_sign_in(&self, email: &str, password: &str, return_to: &str) -> Response {
+        let token = self.sign_in_token().await;
+        self.client
+            .post(format!("{}/_portico/sign-in", self.portal()))
+            .header(ORIGIN, self.portal())
+            .form(&[
+                ("email", email),
+                ("password", password),
+                ("csrf", &token),
+                ("return", return_to),
+            ])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Signs in and checks it worked.
+    pub async fn sign_in(&self, email: &str, password: &str) {
+        let response = self.submit_sign_in(email, password, "/").await;
+        assert_eq!(
+            response.status(),
+            StatusCode::SEE_OTHER,
+            "sign-in as {email} failed: {}",
+            response.text().await.unwrap()
+        );
+    }
+
+    /// The session cookie this browser holds for a host (`localhost`, `sales.localhost`).
+    pub fn session_cookie(&self, host: &str) -> Option<String> {
+        let url = format!("http://{host}:{}/", self.port).parse().unwrap();
+        let cookies = self.jar.cookies(&url)?;
+        cookies
+            .to_str()
+            .ok()?
+            .split("; ")
+            .find_map(|pair| pair.strip_prefix("portico_session=").map(str::to_owned))
+    }
+}
