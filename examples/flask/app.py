@@ -8,6 +8,7 @@ PAGE = """<!doctype html>
 <style>body { font-family: system-ui, sans-serif; max-width: 40rem; margin: 2rem auto; }</style></head>
 <body>
 <h1>Hello from Flask</h1>
+<p id="who">{{ who }}</p>
 <p>Served by Portico (gunicorn behind it). Type a name: the answer comes back from a JSON endpoint.</p>
 <label for="name">Your name</label><br>
 <input id="name" type="text" autocomplete="off">
@@ -31,7 +32,11 @@ PAGE = """<!doctype html>
 
 @app.get("/")
 def index():
-    return render_template_string(PAGE)
+    # Portico tells every dashboard who is signed in, in request headers.
+    email = request.headers.get("X-Forwarded-Email")
+    groups = request.headers.get("X-Forwarded-Groups") or "none"
+    who = f"Signed in as {email} (groups: {groups})" if email else "Not signed in."
+    return render_template_string(PAGE, who=who)
 
 
 @app.get("/api/greet")

@@ -4,6 +4,11 @@ st.set_page_config(page_title="Streamlit demo · Portico")
 st.title("Hello from Streamlit")
 st.caption("Served by Portico. Type a name and press Enter: the answer comes back over Streamlit's WebSocket.")
 
+# Portico tells every dashboard who is signed in (docs/accounts.md, "Identity to dashboards").
+email = st.context.headers.get("X-Forwarded-Email")
+groups = st.context.headers.get("X-Forwarded-Groups") or "none"
+st.write(f"Signed in as {email} (groups: {groups})" if email else "Not signed in.")
+
 name = st.text_input("Your name")
 if name:
     st.text(f"Hello, {name}, from Streamlit!")

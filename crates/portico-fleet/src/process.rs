@@ -161,11 +161,14 @@ impl Runtime for ProcessRuntime {
             spec.id
         ));
 
+        // The exit is reported only after the output readers have drained the pipes, so a
+        // crash's last words are in the log (and the failure reason) when it is noticed.
+        let mut readers = Vec::new();
         if let Some(out) = child.stdout.take() {
-            tokio::spawn(copy_lines(out, log.clone()));
+            readers.push(tokio::spawn(copy_lines(out, log.clone())));
         }
         if let Some(err) = child.stderr.take() {
-            tokio::spawn(copy_lines(err, log.clone()));
+            readers.push(tokio::spawn(copy_lines(err, log.clone())));
         }
         let (exit_tx, exit_rx) = watch::channel(None);
         let waiter_log = log.clone();
@@ -174,8 +177,11 @@ impl Runtime for ProcessRuntime {
                 Ok(status) => describe_exit(status),
                 Err(e) => format!("lost track of the process: {e}"),
             };
-            // The app's own children (gunicorn workers, say) go with it.
+            // The app's own children (gunicorn workers, say) go with it, closing the pipes.
             let _ = killpg(pgid, Signal::SIGKILL);
+            for reader in readers {
+                let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;
+            }
             waiter_log.line(&format!("[portico] {description}"));
             let _ = exit_tx.send(Some(Exit { description }));
         });

@@ -415,7 +415,7 @@ impl Supervisor {
         let reason = if tail.is_empty() || was_healthy {
             reason.to_owned()
         } else {
-            format!("{reason}; its last output:\n{}", tail.join("\n"))
+            format!("{reason}\nIts last output:\n{}", tail.join("\n"))
         };
         Ending::Crashed {
             reason,

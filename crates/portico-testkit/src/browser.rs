@@ -71,23 +71,27 @@ impl Browser {
         self.wait_for_text(text).await;
     }
 
+    /// Waits up to 60 s for the page's text to contain `text`; on failure says what the page
+    /// showed instead.
     pub async fn wait_for_text(&self, text: &str) {
-        let client = &self.client;
-        eventually(
-            &format!("the page to show {text:?}"),
-            Duration::from_secs(60),
-            || async move {
-                let body = client
-                    .find(Locator::Css("body"))
-                    .await
-                    .ok()?
-                    .text()
-                    .await
-                    .ok()?;
-                body.contains(text).then_some(())
-            },
-        )
-        .await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut last = String::new();
+        while std::time::Instant::now() < deadline {
+            if let Ok(body) = self.client.find(Locator::Css("body")).await {
+                last = body.text().await.unwrap_or_default();
+                if last.contains(text) {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let url = self
+            .client
+            .current_url()
+            .await
+            .map(|u| u.to_string())
+            .unwrap_or_default();
+        panic!("after 60s the page at {url} does not show {text:?}; it shows:\n{last}");
     }
 
     /// Types into the first element matching `css` once it exists.
@@ -100,6 +104,31 @@ impl Browser {
         )
         .await;
         element.send_keys(text).await.unwrap();
+    }
+}
+
+impl Browser {
+    /// Clicks the first element matching `css` once it exists.
+    pub async fn click(&self, css: &str) {
+        let client = &self.client;
+        let element = eventually(
+            &format!("an element {css}"),
+            Duration::from_secs(30),
+            || async move { client.find(Locator::Css(css)).await.ok() },
+        )
+        .await;
+        element.click().await.unwrap();
+    }
+
+    pub async fn current_url(&self) -> String {
+        self.client.current_url().await.unwrap().to_string()
+    }
+
+    /// Fills and submits Portico's sign-in form (the browser must be on it).
+    pub async fn sign_in(&self, email: &str, password: &str) {
+        self.type_into("#email", email).await;
+        self.type_into("#password", password).await;
+        self.click("main button[type=submit]").await;
     }
 }
 
