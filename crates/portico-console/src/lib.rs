@@ -5,7 +5,7 @@ mod views;
 
 use axum::routing::get;
 use portico_core::{PublicUrls, SharedRoutes};
-use portico_identity::{Accounts, Handoffs, Sessions};
+use portico_identity::{Accounts, AssertionSigner, Handoffs, Sessions};
 use std::sync::Arc;
 
 /// What every page handler can read.
@@ -15,6 +15,7 @@ pub struct ConsoleState {
     pub accounts: Accounts,
     pub sessions: Arc<Sessions>,
     pub handoffs: Arc<Handoffs>,
+    pub assertions: Arc<AssertionSigner>,
 }
 
 /// The portal's routes, served by the edge for the portal host. The edge puts the request's
@@ -32,6 +33,7 @@ pub fn router(state: Arc<ConsoleState>) -> axum::Router {
         )
         .route("/_portico/handoff", get(views::handoff::start))
         .route("/_portico/portico.css", get(views::assets::stylesheet))
+        .route("/.well-known/portico/jwks.json", get(views::assets::jwks))
         .fallback(views::not_found::page)
         .with_state(state)
 }

@@ -14,7 +14,7 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use metrics_exporter_prometheus::PrometheusHandle;
 use portico_core::{AppRoute, AppStatus, Decision, PublicUrls, SharedRoutes};
-use portico_identity::{Handoffs, Sessions};
+use portico_identity::{AssertionSigner, Handoffs, Sessions};
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,6 +30,7 @@ pub struct EdgeOptions {
     pub upstream: UpstreamTimeouts,
     pub sessions: Arc<Sessions>,
     pub handoffs: Arc<Handoffs>,
+    pub assertions: Arc<AssertionSigner>,
     /// Named on "no access" pages: whom to ask.
     pub contact: String,
 }
@@ -207,6 +208,9 @@ impl Edge {
         };
 
         // Phase 6: proxy.
+        let assertion = identity
+            .user()
+            .and_then(|user| self.options.assertions.assertion(user, &route.name));
         let forward = Forward {
             route: &route,
             mode,
@@ -214,6 +218,7 @@ impl Edge {
             peer,
             scheme: "http",
             identity: &identity,
+            assertion: assertion.as_deref(),
         };
         let response = match self.upstream.forward(req, forward).await {
             Ok(response) => response,

@@ -57,6 +57,8 @@ pub struct Forward<'a> {
     pub peer: SocketAddr,
     pub scheme: &'static str,
     pub identity: &'a Identity,
+    /// The signed `X-Portico-Assertion` for a signed-in user.
+    pub assertion: Option<&'a str>,
 }
 
 impl Upstream {
@@ -112,6 +114,9 @@ impl Upstream {
 
         hide_portico_cookies(headers);
         set_identity_headers(headers, f.identity);
+        if let Some(value) = f.assertion.and_then(|a| HeaderValue::from_str(a).ok()) {
+            headers.insert("x-portico-assertion", value);
+        }
 
         let request = Request::from_parts(parts, from_incoming(body));
         let mut response = match tokio::time::timeout(

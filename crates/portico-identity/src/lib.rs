@@ -2,6 +2,7 @@
 //! audit trail of every change. Sessions, MFA, sign-in pages and SSO build on this.
 
 pub mod accounts;
+pub mod assertion;
 pub mod bootstrap;
 pub mod email;
 pub mod handoff;
@@ -12,6 +13,7 @@ pub mod web;
 mod common_passwords;
 
 pub use accounts::{Accounts, IdentityError, NewUser};
+pub use assertion::AssertionSigner;
 pub use bootstrap::{ensure_admin, Bootstrap};
 pub use handoff::Handoffs;
 pub use sessions::{SessionPolicy, Sessions};

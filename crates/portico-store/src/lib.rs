@@ -11,7 +11,7 @@ mod sessions;
 
 pub use identity::{AuditRow, GroupRow, UserChange, UserRow};
 pub use rows::{AppRow, EventRow, ReplicaRow};
-pub use sessions::SessionRow;
+pub use sessions::{SessionRow, SigningKeyRow};
 
 use portico_core::{AppStatus, Framework, ReplicaState};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};

@@ -108,3 +108,43 @@ impl Store {
         Ok(done.rows_affected())
     }
 }
+
+/// A key that signs identity assertions.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SigningKeyRow {
+    pub kid: String,
+    pub private_der: Vec<u8>,
+    pub created_at: i64,
+}
+
+impl Store {
+    /// Keys not retired, newest first.
+    pub async fn signing_keys(&self) -> Result<Vec<SigningKeyRow>> {
+        Ok(sqlx::query_as(
+            "SELECT kid, private_der, created_at FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at DESC, kid DESC",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Adds a key; keys older than the newest `keep` are retired (dropped from the JWKS).
+    pub async fn add_signing_key(&self, key: &SigningKeyRow, keep: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO signing_keys (kid, private_der, created_at) VALUES (?, ?, ?)")
+            .bind(&key.kid)
+            .bind(&key.private_der)
+            .bind(key.created_at)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL AND kid NOT IN
+             (SELECT kid FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at DESC, kid DESC LIMIT ?)",
+        )
+        .bind(key.created_at)
+        .bind(keep)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -298,3 +298,27 @@ pub async fn audit(explicit: Option<PathBuf>, limit: i64, json: bool) -> ExitCod
         .await,
     )
 }
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Make a new key for signing X-Portico-Assertion. Portico signs with it from its next start;
+    /// the previous key stays published in the JWKS so that assertions already issued verify.
+    Rotate,
+}
+
+pub async fn keys(explicit: Option<PathBuf>, command: KeysCommand) -> ExitCode {
+    finish(
+        async {
+            let accounts = accounts(explicit).await?;
+            match command {
+                KeysCommand::Rotate => {
+                    let kid = portico_identity::assertion::rotate(accounts.store()).await.map_err(|e| e.to_string())?;
+                    accounts.store().add_audit(&actor(), "keys.rotate", Some(&kid), "").await.map_err(|e| e.to_string())?;
+                    println!("New signing key {kid}. Portico signs assertions with it from its next start.");
+                }
+            }
+            Ok(())
+        }
+        .await,
+    )
+}

@@ -68,6 +68,11 @@ enum Command {
         #[command(subcommand)]
         command: accounts_cli::GroupsCommand,
     },
+    /// Manage the keys that sign identity assertions to dashboards.
+    Keys {
+        #[command(subcommand)]
+        command: accounts_cli::KeysCommand,
+    },
     /// Show the audit log: account and group changes, and (with sign-in) sign-ins and refusals.
     Audit {
         /// How many of the newest entries.
@@ -105,6 +110,7 @@ fn main() -> ExitCode {
             Command::Users { command } => accounts_cli::users(config, command).await,
             Command::Groups { command } => accounts_cli::groups(config, command).await,
             Command::Audit { limit, json } => accounts_cli::audit(config, limit, json).await,
+            Command::Keys { command } => accounts_cli::keys(config, command).await,
         }
     })
 }

@@ -9,7 +9,9 @@ use portico_console::ConsoleState;
 use portico_core::{AppRoute, AppStatus, MountStyle, PublicUrls, RouteTable};
 use portico_edge::{Edge, EdgeOptions, ListenerKind, UpstreamTimeouts};
 use portico_fleet::{process::recover_orphans, Fleet, ProcessRuntime};
-use portico_identity::{ensure_admin, Accounts, Bootstrap, Handoffs, SessionPolicy, Sessions};
+use portico_identity::{
+    ensure_admin, Accounts, AssertionSigner, Bootstrap, Handoffs, SessionPolicy, Sessions,
+};
 use portico_store::Store;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -138,12 +140,18 @@ async fn serve(validated: Validated) -> Result<(), String> {
         .map_err(|e| format!("cannot load sessions: {e}"))?;
     sessions.spawn_sync(std::time::Duration::from_secs(1));
     let handoffs = Arc::new(Handoffs::default());
+    let assertions = Arc::new(
+        AssertionSigner::load(&store, &urls.portal())
+            .await
+            .map_err(|e| format!("cannot load the assertion signing key: {e}"))?,
+    );
     let portal = portico_console::router(Arc::new(ConsoleState {
         routes: routes.clone(),
         urls: urls.clone(),
         accounts,
         sessions: sessions.clone(),
         handoffs: handoffs.clone(),
+        assertions: assertions.clone(),
     }));
     let options = EdgeOptions {
         urls: urls.clone(),
@@ -151,6 +159,7 @@ async fn serve(validated: Validated) -> Result<(), String> {
         upstream: UpstreamTimeouts::default(),
         sessions,
         handoffs,
+        assertions,
         contact: config.auth.contact.clone(),
     };
     let edge = Arc::new(Edge::new(routes.clone(), portal, options, Some(metrics)));

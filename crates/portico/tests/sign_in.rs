@@ -475,3 +475,130 @@ async fn the_portal_lists_only_what_each_person_may_open() {
         ["sales app", "staff app", "news app"]
     );
 }
+
+/// A Python with PyJWT: an implementation independent of the one that signs.
+fn python_with_pyjwt() -> std::path::PathBuf {
+    let env = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/portico-test-pyjwt");
+    let python = env.join("bin/python");
+    if std::process::Command::new(&python)
+        .args(["-c", "import jwt, cryptography"])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        return python;
+    }
+    let uv = std::process::Command::new("uv")
+        .args(["venv", "--quiet"])
+        .arg(&env)
+        .status();
+    if uv.is_ok_and(|s| s.success()) {
+        let installed = std::process::Command::new("uv")
+            .args(["pip", "install", "--quiet", "--python"])
+            .arg(&python)
+            .arg("pyjwt[crypto]")
+            .status()
+            .unwrap();
+        assert!(installed.success(), "uv could not install PyJWT");
+    } else {
+        assert!(std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&env)
+            .status()
+            .unwrap()
+            .success());
+        let pip = std::process::Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "pyjwt[crypto]"])
+            .status()
+            .unwrap();
+        assert!(pip.success(), "pip could not install PyJWT");
+    }
+    python
+}
+
+const VERIFY_WITH_PYJWT: &str = r#"
+import json, sys, jwt
+jwks, token, issuer = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+kid = jwt.get_unverified_header(token)["kid"]
+key = next(k for k in jwt.PyJWKSet.from_dict(jwks).keys if k.key_id == kid).key
+claims = jwt.decode(token, key, algorithms=["ES256"], audience="sales", issuer=issuer)
+print(json.dumps(claims))
+try:
+    # A negative leeway moves "now" past exp; PyJWT would apply it to iat too, so only exp is checked.
+    jwt.decode(token, key, algorithms=["ES256"], audience="sales", issuer=issuer,
+               leeway=-(claims["exp"] - claims["iat"] + 1), options={"verify_iat": False})
+    print("EXPIRED ACCEPTED")
+except jwt.ExpiredSignatureError:
+    print("EXPIRED REFUSED")
+try:
+    jwt.decode(token, key, algorithms=["ES256"], audience="staff", issuer=issuer)
+    print("OTHER AUDIENCE ACCEPTED")
+except jwt.InvalidAudienceError:
+    print("OTHER AUDIENCE REFUSED")
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_identity_assertion_verifies_with_pyjwt_against_the_jwks_and_is_refused_once_expired() {
+    let portico = portico().await;
+    let ada = visitor(&portico);
+    ada.sign_in(ADA.0, ADA.1).await;
+    let seen = json(
+        &ada.open(&format!("{}/apps/sales/", ada.portal()))
+            .await
+            .body,
+    );
+    let token = seen["headers"]["x-portico-assertion"]
+        .as_str()
+        .expect("an assertion reached the app")
+        .to_owned();
+    let jwks = reqwest::get(format!(
+        "http://127.0.0.1:{}/.well-known/portico/jwks.json",
+        portico.port
+    ))
+    .await
+    .unwrap();
+    assert_eq!(jwks.status(), 200, "the JWKS is public");
+    let jwks = jwks.text().await.unwrap();
+    assert!(
+        !jwks.contains("\"d\""),
+        "no private key material is published: {jwks}"
+    );
+
+    let issuer = portico.portal_url();
+    let output = std::process::Command::new(python_with_pyjwt())
+        .args(["-c", VERIFY_WITH_PYJWT, &jwks, &token, &issuer])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "PyJWT refused the assertion: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let claims: Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(claims["sub"], ADA.0);
+    assert_eq!(claims["email"], ADA.0);
+    assert_eq!(claims["groups"], serde_json::json!(["sales"]));
+    assert_eq!(claims["aud"], "sales");
+    assert!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap() <= 300,
+        "{claims}"
+    );
+    assert!(stdout.contains("EXPIRED REFUSED"), "{stdout}");
+    assert!(stdout.contains("OTHER AUDIENCE REFUSED"), "{stdout}");
+
+    // A forged assertion sent by the client never reaches the app in its place.
+    let forged = ada
+        .client
+        .get(format!("{}/apps/sales/", ada.portal()))
+        .header("accept", "text/html")
+        .header("x-portico-assertion", "forged")
+        .send()
+        .await
+        .unwrap();
+    let forged = json(&forged.text().await.unwrap());
+    assert_eq!(
+        forged["headers"]["x-portico-assertion"], token,
+        "Portico's own, not the client's"
+    );
+}

@@ -14,3 +14,16 @@ pub async fn stylesheet() -> impl IntoResponse {
         STYLESHEET,
     )
 }
+
+/// The public keys that verify `X-Portico-Assertion` (public: it holds no secret).
+pub async fn jwks(
+    axum::extract::State(state): axum::extract::State<std::sync::Arc<crate::ConsoleState>>,
+) -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        state.assertions.jwks().to_owned(),
+    )
+}
