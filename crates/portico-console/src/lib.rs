@@ -5,7 +5,7 @@ mod views;
 
 use axum::routing::get;
 use portico_core::{PublicUrls, SharedRoutes};
-use portico_identity::{Accounts, AssertionSigner, Handoffs, Sessions};
+use portico_identity::{Accounts, AssertionSigner, Handoffs, Sessions, Throttle};
 use std::sync::Arc;
 
 /// What every page handler can read.
@@ -16,6 +16,7 @@ pub struct ConsoleState {
     pub sessions: Arc<Sessions>,
     pub handoffs: Arc<Handoffs>,
     pub assertions: Arc<AssertionSigner>,
+    pub throttle: Throttle,
 }
 
 /// The portal's routes, served by the edge for the portal host. The edge puts the request's

@@ -13,6 +13,6 @@ pub mod urls;
 
 pub use access::{Access, Decision};
 pub use config::{AppSpec, Config, ConfigError, Problem};
-pub use model::{AppStatus, Framework, Identity, MountStyle, ReplicaState, User};
+pub use model::{AppStatus, ClientAddr, Framework, Identity, MountStyle, ReplicaState, User};
 pub use routes::{AppRoute, RouteTable, SharedRoutes};
 pub use urls::PublicUrls;

@@ -104,6 +104,10 @@ pub struct User {
     pub admin: bool,
 }
 
+/// The address of the client that sent a request (set by the edge for the portal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
 /// Who is making a request.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Identity {

@@ -128,6 +128,8 @@ impl Edge {
             Target::App { route, mode } => (route, mode),
             Target::Portal => {
                 req.extensions_mut().insert(identity);
+                req.extensions_mut()
+                    .insert(portico_core::ClientAddr(peer.ip()));
                 let response = self
                     .portal
                     .clone()

@@ -8,6 +8,7 @@ pub mod email;
 pub mod handoff;
 pub mod password;
 pub mod sessions;
+pub mod throttle;
 pub mod web;
 
 mod common_passwords;
@@ -17,3 +18,4 @@ pub use assertion::AssertionSigner;
 pub use bootstrap::{ensure_admin, Bootstrap};
 pub use handoff::Handoffs;
 pub use sessions::{SessionPolicy, Sessions};
+pub use throttle::Throttle;

@@ -152,6 +152,7 @@ async fn serve(validated: Validated) -> Result<(), String> {
         sessions: sessions.clone(),
         handoffs: handoffs.clone(),
         assertions: assertions.clone(),
+        throttle: portico_identity::Throttle::default(),
     }));
     let options = EdgeOptions {
         urls: urls.clone(),

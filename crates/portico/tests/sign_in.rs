@@ -602,3 +602,78 @@ async fn the_identity_assertion_verifies_with_pyjwt_against_the_jwks_and_is_refu
         "Portico's own, not the client's"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repeated_failures_lock_the_account_and_one_address_cannot_keep_guessing() {
+    let portico = portico().await;
+    let mallory = visitor(&portico);
+    for _ in 0..5 {
+        assert_eq!(
+            mallory
+                .submit_sign_in(ADA.0, "guess-guess-guess", "/")
+                .await
+                .status(),
+            401
+        );
+    }
+    let locked = mallory.submit_sign_in(ADA.0, ADA.1, "/").await;
+    assert_eq!(
+        locked.status(),
+        429,
+        "even the right password waits out the lock"
+    );
+    let text = locked.text().await.unwrap();
+    assert!(
+        text.contains("Too many failed sign-ins for this account. Try again in 1 minute."),
+        "{text}"
+    );
+
+    // An address without an account locks the same way: the lock reveals nothing.
+    for _ in 0..5 {
+        mallory
+            .submit_sign_in("ghost@example.com", "guess-guess-guess", "/")
+            .await;
+    }
+    let ghost = mallory
+        .submit_sign_in("ghost@example.com", "guess-guess-guess", "/")
+        .await;
+    assert_eq!(ghost.status(), 429);
+    assert!(ghost
+        .text()
+        .await
+        .unwrap()
+        .contains("Too many failed sign-ins for this account."));
+
+    // Bob, elsewhere, is not locked out by Mallory's guessing at Ada.
+    // (All test traffic comes from 127.0.0.1, so his sign-in counts towards the same client.)
+    let bob = visitor(&portico);
+    bob.sign_in(BOB.0, BOB.1).await;
+
+    // Twenty attempts a minute from one address, whichever accounts they name.
+    let mut refused = None;
+    for i in 0..20 {
+        let response = mallory
+            .submit_sign_in(&format!("spray{i}@example.com"), "guess-guess-guess", "/")
+            .await;
+        if response.status() == 429 {
+            refused = Some(response.text().await.unwrap());
+            break;
+        }
+    }
+    let refused = refused.expect("the client limit was reached");
+    assert!(
+        refused.contains("Too many sign-in attempts from your network"),
+        "{refused}"
+    );
+
+    let audit: Value =
+        serde_json::from_slice(&portico.cli(&["audit", "--json", "-n", "200"]).stdout).unwrap();
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"sign-in.lockout"), "{actions:?}");
+    assert!(actions.contains(&"sign-in.rate-limited"), "{actions:?}");
+}

@@ -8,9 +8,11 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::{Extension, Form};
-use portico_core::Identity;
+use portico_core::{ClientAddr, Identity};
+use portico_identity::throttle::Refusal;
 use portico_identity::web::{cookie_values, safe_local_path, set_cookie, SESSION_COOKIE};
 use serde::Deserialize;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 /// Longer input is refused before any hashing: at most this many bytes of e-mail and password.
@@ -23,7 +25,7 @@ struct SignInPage {
     nav: Nav,
     email: String,
     return_to: String,
-    error: Option<&'static str>,
+    error: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -74,16 +76,20 @@ pub async fn form(
 pub async fn submit(
     State(state): State<Arc<ConsoleState>>,
     headers: HeaderMap,
+    client: Option<Extension<ClientAddr>>,
     Form(form): Form<SignInForm>,
 ) -> Response {
+    let client = client
+        .map(|e| e.0 .0)
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let return_to = local_or_root(Some(&form.return_to));
     let (token, cookie) = csrf::token(&headers);
-    let again = |status, error, email: &str| {
+    let again = |status, error: &str, email: &str| {
         let page = SignInPage {
             nav: Nav::new(&Identity::Anonymous, &token),
             email: email.to_owned(),
             return_to: return_to.clone(),
-            error: Some(error),
+            error: Some(error.to_owned()),
         };
         csrf::with_cookie(render(status, &page), cookie.clone())
     };
@@ -108,6 +114,36 @@ pub async fn submit(
     let email = form.email.trim();
     let shown_email: String = email.chars().take(254).collect();
     let store = state.accounts.store();
+    // Throttled by the address as typed, known or not, so a lockout reveals nothing.
+    let account = email
+        .to_lowercase()
+        .chars()
+        .take(MAX_EMAIL)
+        .collect::<String>();
+    match state.throttle.admit(&account, client) {
+        Ok(()) => {}
+        Err(Refusal::AccountLocked(wait)) => {
+            let minutes = wait.as_secs().div_ceil(60).max(1);
+            let plural = if minutes == 1 { "" } else { "s" };
+            let message = format!(
+                "Too many failed sign-ins for this account. Try again in {minutes} minute{plural}."
+            );
+            return again(StatusCode::TOO_MANY_REQUESTS, &message, &shown_email);
+        }
+        Err(Refusal::TooManyFromClient) => {
+            let _ = store
+                .add_audit(
+                    &client.to_string(),
+                    "sign-in.rate-limited",
+                    Some(&shown_email),
+                    "",
+                )
+                .await;
+            let message =
+                "Too many sign-in attempts from your network. Wait a minute and try again.";
+            return again(StatusCode::TOO_MANY_REQUESTS, message, &shown_email);
+        }
+    }
     let user = if email.len() > MAX_EMAIL || form.password.len() > MAX_PASSWORD {
         None
     } else {
@@ -125,8 +161,24 @@ pub async fn submit(
     };
     let Some(user) = user else {
         let _ = store
-            .add_audit("anonymous", "sign-in.failure", Some(&shown_email), "")
+            .add_audit(
+                &client.to_string(),
+                "sign-in.failure",
+                Some(&shown_email),
+                "",
+            )
             .await;
+        if let Some(lock) = state.throttle.failed(&account) {
+            let detail = format!("locked for {}s", lock.as_secs());
+            let _ = store
+                .add_audit(
+                    &client.to_string(),
+                    "sign-in.lockout",
+                    Some(&shown_email),
+                    &detail,
+                )
+                .await;
+        }
         // The same answer whether the account is unknown, disabled or the password wrong.
         return again(
             StatusCode::UNAUTHORIZED,
@@ -155,6 +207,7 @@ pub async fn submit(
             );
         }
     };
+    state.throttle.succeeded(&account);
     let _ = store
         .add_audit(
             &user.email,
