@@ -121,7 +121,7 @@ impl Store {
     /// Keys not retired, newest first.
     pub async fn signing_keys(&self) -> Result<Vec<SigningKeyRow>> {
         Ok(sqlx::query_as(
-            "SELECT kid, private_der, created_at FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at DESC, kid DESC",
+            "SELECT kid, private_der, created_at FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at DESC, rowid DESC",
         )
         .fetch_all(&self.pool)
         .await?)
@@ -138,7 +138,7 @@ impl Store {
             .await?;
         sqlx::query(
             "UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL AND kid NOT IN
-             (SELECT kid FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at DESC, kid DESC LIMIT ?)",
+             (SELECT kid FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at DESC, rowid DESC LIMIT ?)",
         )
         .bind(key.created_at)
         .bind(keep)
