@@ -8,7 +8,9 @@ use crate::router::Mode;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use portico_core::PublicUrls;
-use portico_identity::web::{safe_local_path, set_cookie, SESSION_COOKIE};
+use portico_identity::web::{
+    cookie_values, safe_local_path, set_cookie, SESSION_COOKIE, STATE_COOKIE,
+};
 use portico_identity::{Handoffs, Sessions};
 
 /// Paths under this prefix on an app's own host belong to Portico, not the app.
@@ -63,7 +65,19 @@ pub fn required(
                 host.to_ascii_lowercase(),
                 path_and_query
             );
-            see_other(&format!("{portal}_portico/handoff?to={}", encode(&here)))
+            // Binds the handshake to this browser (see `portico_identity::handoff`).
+            let state = Handoffs::new_state();
+            let mut response = see_other(&format!(
+                "{portal}_portico/handoff?to={}&state={state}",
+                encode(&here)
+            ));
+            let cookie = format!(
+                "{STATE_COOKIE}={state}; Path={CALLBACK}; HttpOnly; SameSite=Lax; Max-Age=300"
+            );
+            if let Ok(value) = HeaderValue::from_str(&cookie) {
+                response.headers_mut().insert(header::SET_COOKIE, value);
+            }
+            response
         }
     }
 }
@@ -93,9 +107,15 @@ pub async fn on_app_host(
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default()
         .to_ascii_lowercase();
+    let cookies = req
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    let states = cookie_values(cookies, STATE_COOKIE);
     let pending = code
         .as_deref()
-        .and_then(|code| handoffs.redeem(code, &host));
+        .and_then(|code| handoffs.redeem(code, &host, states));
     let Some(pending) = pending else {
         let page = Page {
             status: StatusCode::BAD_REQUEST,
@@ -120,7 +140,12 @@ pub async fn on_app_host(
             let mut response = see_other(&target);
             let cookie = set_cookie(SESSION_COOKIE, &session.cookie_value, "Lax", false, None);
             if let Ok(value) = HeaderValue::from_str(&cookie) {
-                response.headers_mut().insert(header::SET_COOKIE, value);
+                response.headers_mut().append(header::SET_COOKIE, value);
+            }
+            let spent =
+                format!("{STATE_COOKIE}=; Path={CALLBACK}; HttpOnly; SameSite=Lax; Max-Age=0");
+            if let Ok(value) = HeaderValue::from_str(&spent) {
+                response.headers_mut().append(header::SET_COOKIE, value);
             }
             response
         }

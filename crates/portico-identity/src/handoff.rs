@@ -5,7 +5,11 @@
 //! signed-out request reaches an app host, the edge sends the browser to the portal; the
 //! portal, where the person is signed in, issues a one-time code bound to that app host and
 //! sends the browser back with it; the app host redeems the code for a session of its own.
-//! Codes live in memory for 60 seconds and work once, on the host they were made for.
+//! Codes live in memory for 60 seconds and work once, on the host they were made for, and only
+//! in the browser that started the handshake: the app host first sets a random `state` in a
+//! host-only cookie and the code is bound to it (as OAuth's `state` is). Without that, someone
+//! could get a code for their own account and make another person's browser redeem it, signing
+//! that person in to the dashboard as someone else.
 
 use rand::RngCore;
 use std::collections::HashMap;
@@ -23,6 +27,7 @@ pub struct Pending {
     /// The portal session's cookie value: the new session is ended with it.
     pub parent_cookie: String,
     host: String,
+    state: String,
     expires: Instant,
 }
 
@@ -32,8 +37,9 @@ pub struct Handoffs {
 }
 
 impl Handoffs {
-    /// A new code for `host` (as the browser names it, with port).
-    pub fn issue(&self, user_id: i64, parent_cookie: &str, host: &str) -> String {
+    /// A new code for `host` (as the browser names it, with port), bound to the `state` the
+    /// app host gave the browser.
+    pub fn issue(&self, user_id: i64, parent_cookie: &str, host: &str, state: &str) -> String {
         let mut raw = [0u8; 32];
         rand::rng().fill_bytes(&mut raw);
         let code = hex::encode(raw);
@@ -47,21 +53,37 @@ impl Handoffs {
             user_id,
             parent_cookie: parent_cookie.to_owned(),
             host: host.to_owned(),
+            state: state.to_owned(),
             expires: now + CODE_LIFETIME,
         };
         pending.insert(code.clone(), entry);
         code
     }
 
-    /// Redeems a code on `host`: once, before it expires, and only on the host it was made
-    /// for. A code presented on the wrong host is burnt.
-    pub fn redeem(&self, code: &str, host: &str) -> Option<Pending> {
+    /// Redeems a code on `host` in a browser holding one of `states`: once, before it
+    /// expires, on the host it was made for. A code presented wrongly is burnt.
+    pub fn redeem<'a>(
+        &self,
+        code: &str,
+        host: &str,
+        mut states: impl Iterator<Item = &'a str>,
+    ) -> Option<Pending> {
+        use subtle::ConstantTimeEq;
         let found = self
             .pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(code)?;
-        (found.host == host && found.expires > Instant::now()).then_some(found)
+        let same_browser =
+            states.any(|s| !s.is_empty() && bool::from(s.as_bytes().ct_eq(found.state.as_bytes())));
+        (found.host == host && found.expires > Instant::now() && same_browser).then_some(found)
+    }
+
+    /// A new random state for a browser starting the handshake.
+    pub fn new_state() -> String {
+        let mut raw = [0u8; 16];
+        rand::rng().fill_bytes(&mut raw);
+        hex::encode(raw)
     }
 }
 
@@ -70,26 +92,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_code_works_once_and_only_on_its_host() {
+    fn a_code_works_once_only_on_its_host_and_only_in_the_browser_that_asked() {
         let handoffs = Handoffs::default();
-        let code = handoffs.issue(7, "cookie", "sales.localhost:8080");
-        assert!(handoffs.redeem(&code, "hr.localhost:8080").is_none());
+        let host = "sales.localhost:8080";
+        let code = handoffs.issue(7, "cookie", host, "s1");
+        assert!(handoffs
+            .redeem(&code, "hr.localhost:8080", ["s1"].into_iter())
+            .is_none());
         assert!(
-            handoffs.redeem(&code, "sales.localhost:8080").is_none(),
+            handoffs.redeem(&code, host, ["s1"].into_iter()).is_none(),
             "burnt by the wrong host"
         );
-        let code = handoffs.issue(7, "cookie", "sales.localhost:8080");
+        let code = handoffs.issue(7, "cookie", host, "s1");
+        assert!(
+            handoffs
+                .redeem(&code, host, ["other"].into_iter())
+                .is_none(),
+            "another browser's state"
+        );
+        let code = handoffs.issue(7, "cookie", host, "s1");
+        assert!(
+            handoffs.redeem(&code, host, std::iter::empty()).is_none(),
+            "no state at all"
+        );
+        let code = handoffs.issue(7, "cookie", host, "s1");
         assert_eq!(
             handoffs
-                .redeem(&code, "sales.localhost:8080")
+                .redeem(&code, host, ["x", "s1"].into_iter())
                 .unwrap()
                 .user_id,
             7
         );
         assert!(
-            handoffs.redeem(&code, "sales.localhost:8080").is_none(),
+            handoffs.redeem(&code, host, ["s1"].into_iter()).is_none(),
             "single use"
         );
-        assert!(handoffs.redeem("forged", "sales.localhost:8080").is_none());
+        assert!(handoffs
+            .redeem("forged", host, ["s1"].into_iter())
+            .is_none());
     }
 }

@@ -5,6 +5,8 @@
 pub const SESSION_COOKIE: &str = "portico_session";
 /// The double-submit token of sign-in forms.
 pub const CSRF_COOKIE: &str = "portico_csrf";
+/// The handshake's state on an app host (see `handoff`).
+pub const STATE_COOKIE: &str = "portico_state";
 
 /// Values of the cookie `name` in `Cookie` headers (there may be several, e.g. when another
 /// site planted one: the caller tries each).

@@ -677,3 +677,34 @@ async fn repeated_failures_lock_the_account_and_one_address_cannot_keep_guessing
     assert!(actions.contains(&"sign-in.lockout"), "{actions:?}");
     assert!(actions.contains(&"sign-in.rate-limited"), "{actions:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sign_in_link_made_in_someone_elses_browser_does_not_sign_you_in_as_them() {
+    let portico = portico().await;
+    let app = format!("http://sales.localhost:{}/", portico.port);
+
+    // Mallory starts the handshake in her own browser and stops before the callback.
+    let mallory = visitor(&portico);
+    mallory.sign_in(ADA.0, ADA.1).await; // any account with access will do; the victim is another browser
+    let to_portal = mallory.get(&app).await;
+    assert_eq!(to_portal.status(), 303);
+    let handoff = to_portal.headers()["location"].to_str().unwrap().to_owned();
+    let to_app = mallory.get(&handoff).await;
+    assert_eq!(to_app.status(), 303);
+    let callback = to_app.headers()["location"].to_str().unwrap().to_owned();
+    assert!(callback.contains("/_portico/callback?code="), "{callback}");
+
+    // The victim's browser opens Mallory's link: no state cookie from this handshake.
+    let victim = visitor(&portico);
+    let opened = victim.get(&callback).await;
+    assert_eq!(opened.status(), 400);
+    assert!(
+        victim.session_cookie("sales.localhost").is_none(),
+        "the victim was not signed in as someone else"
+    );
+
+    // And the link is spent: not even Mallory can use it now.
+    assert_eq!(mallory.get(&callback).await.status(), 400);
+    // Her browser can still complete a fresh handshake.
+    assert_eq!(mallory.open(&app).await.status, 200);
+}

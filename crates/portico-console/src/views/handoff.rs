@@ -18,6 +18,9 @@ use std::sync::Arc;
 pub struct HandoffQuery {
     #[serde(default)]
     to: String,
+    /// The app host's state for this browser (see `portico_identity::handoff`).
+    #[serde(default)]
+    state: String,
 }
 
 #[derive(Template)]
@@ -49,7 +52,11 @@ pub async fn start(
         return super::render(StatusCode::BAD_REQUEST, &page);
     };
     let Identity::User(user) = &identity else {
-        let back = format!("/_portico/handoff?to={}", encode(&query.to));
+        let back = format!(
+            "/_portico/handoff?to={}&state={}",
+            encode(&query.to),
+            encode(&query.state)
+        );
         return see_other(&format!("/_portico/sign-in?return={}", encode(&back)));
     };
     let cookies = headers
@@ -65,7 +72,7 @@ pub async fn start(
     };
     let code = state
         .handoffs
-        .issue(user.id, parent, &host.to_ascii_lowercase());
+        .issue(user.id, parent, &host.to_ascii_lowercase(), &query.state);
     see_other(&format!(
         "{}://{}/_portico/callback?code={code}&to={}",
         state.urls.scheme(),
