@@ -33,6 +33,15 @@ pub fn router(state: Arc<ConsoleState>) -> axum::Router {
             axum::routing::post(views::sign_out::submit),
         )
         .route("/_portico/handoff", get(views::handoff::start))
+        .route("/_portico/account", get(views::account::show))
+        .route(
+            "/_portico/account/password",
+            axum::routing::post(views::account::change_password),
+        )
+        .route(
+            "/_portico/account/sign-out-everywhere",
+            axum::routing::post(views::account::sign_out_everywhere),
+        )
         .route("/_portico/portico.css", get(views::assets::stylesheet))
         .route("/.well-known/portico/jwks.json", get(views::assets::jwks))
         .fallback(views::not_found::page)

@@ -466,7 +466,10 @@ async fn the_portal_lists_only_what_each_person_may_open() {
     bob.sign_in(BOB.0, BOB.1).await;
     let page = bob.open(&format!("{}/", bob.portal())).await.body;
     assert_eq!(titles(&page), ["staff app", "news app"]);
-    assert!(page.contains("Signed in as <strong>bob</strong>"), "{page}");
+    assert!(
+        page.contains("Signed in as <a href=\"/_portico/account\"><strong>bob</strong></a>"),
+        "{page}"
+    );
 
     let ada = visitor(&portico);
     ada.sign_in(ADA.0, ADA.1).await;
@@ -707,4 +710,115 @@ async fn a_sign_in_link_made_in_someone_elses_browser_does_not_sign_you_in_as_th
     assert_eq!(mallory.get(&callback).await.status(), 400);
     // Her browser can still complete a fresh handshake.
     assert_eq!(mallory.open(&app).await.status, 200);
+}
+
+/// Posts one of the account page's forms as the browser would.
+async fn post_account_form(v: &Visitor, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+    let token = v.sign_in_token().await;
+    let mut form: Vec<(&str, &str)> = fields.to_vec();
+    form.push(("csrf", &token));
+    v.client
+        .post(format!("{}{path}", v.portal()))
+        .header("origin", v.portal())
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changing_the_password_checks_the_old_one_and_signs_out_other_browsers() {
+    let portico = portico().await;
+    let laptop = visitor(&portico);
+    let phone = visitor(&portico);
+    laptop.sign_in(ADA.0, ADA.1).await;
+    phone.sign_in(ADA.0, ADA.1).await;
+    let staff = format!("{}/apps/staff/", laptop.portal());
+
+    let cases = [
+        (
+            (
+                "wrong-current-pass",
+                "new-long-password-1",
+                "new-long-password-1",
+            ),
+            "The current password is not right.",
+        ),
+        (
+            (ADA.1, "new-long-password-1", "different-password-2"),
+            "The new password and its repetition differ.",
+        ),
+        ((ADA.1, "short", "short"), "The password is too short"),
+    ];
+    for ((current, new, repeat), expected) in cases {
+        let response = post_account_form(
+            &laptop,
+            "/_portico/account/password",
+            &[("current", current), ("new", new), ("repeat", repeat)],
+        )
+        .await;
+        assert_eq!(response.status(), 400);
+        let body = response.text().await.unwrap();
+        assert!(body.contains(expected), "{expected}: {body}");
+    }
+
+    let done = post_account_form(
+        &laptop,
+        "/_portico/account/password",
+        &[
+            ("current", ADA.1),
+            ("new", "babbage-and-lovelace"),
+            ("repeat", "babbage-and-lovelace"),
+        ],
+    )
+    .await;
+    assert_eq!(done.status(), 200);
+    assert!(done
+        .text()
+        .await
+        .unwrap()
+        .contains("Your password is changed."));
+    assert_eq!(
+        laptop.get(&staff).await.status(),
+        200,
+        "this browser stays signed in"
+    );
+    assert_eq!(
+        phone.get(&staff).await.status(),
+        303,
+        "the other browser is signed out"
+    );
+    assert_eq!(
+        visitor(&portico)
+            .submit_sign_in(ADA.0, ADA.1, "/")
+            .await
+            .status(),
+        401,
+        "the old password no longer works"
+    );
+    visitor(&portico)
+        .sign_in(ADA.0, "babbage-and-lovelace")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signing_out_everywhere_ends_every_session_of_the_user() {
+    let portico = portico().await;
+    let laptop = visitor(&portico);
+    let phone = visitor(&portico);
+    laptop.sign_in(ADA.0, ADA.1).await;
+    phone.sign_in(ADA.0, ADA.1).await;
+    let app = format!("http://sales.localhost:{}/", portico.port);
+    assert_eq!(
+        phone.open(&app).await.status,
+        200,
+        "the phone also has a session on the app host"
+    );
+
+    let out = post_account_form(&laptop, "/_portico/account/sign-out-everywhere", &[]).await;
+    assert_eq!(out.status(), 303);
+    let staff = format!("{}/apps/staff/", laptop.portal());
+    assert_eq!(laptop.get(&staff).await.status(), 303);
+    assert_eq!(phone.get(&staff).await.status(), 303);
+    assert_eq!(phone.get(&app).await.status(), 303, "and on the app host");
 }

@@ -1,0 +1,204 @@
+//! `/_portico/account`: who you are, change your password, sign out everywhere.
+
+use super::csrf;
+use super::{render, request_host, see_other, Nav};
+use crate::ConsoleState;
+use askama::Template;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use axum::{Extension, Form};
+use portico_core::{Identity, User};
+use portico_identity::web::{clear_cookie, set_cookie, SESSION_COOKIE};
+use serde::Deserialize;
+use std::sync::Arc;
+
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountPage {
+    nav: Nav,
+    email: String,
+    groups: String,
+    message: Option<String>,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    #[serde(default)]
+    current: String,
+    #[serde(default)]
+    new: String,
+    #[serde(default)]
+    repeat: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+#[derive(Deserialize)]
+pub struct TokenForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+fn page(
+    user: &User,
+    identity: &Identity,
+    token: &str,
+    message: Option<String>,
+    error: Option<String>,
+) -> AccountPage {
+    let groups = if user.groups.is_empty() {
+        "none".to_owned()
+    } else {
+        user.groups.join(", ")
+    };
+    AccountPage {
+        nav: Nav::new(identity, token),
+        email: user.email.clone(),
+        groups,
+        message,
+        error,
+    }
+}
+
+fn signed_in(identity: &Option<Extension<Identity>>) -> Option<(Identity, Arc<User>)> {
+    match identity {
+        Some(Extension(identity @ Identity::User(user))) => Some((identity.clone(), user.clone())),
+        _ => None,
+    }
+}
+
+pub async fn show(headers: HeaderMap, identity: Option<Extension<Identity>>) -> Response {
+    let Some((identity, user)) = signed_in(&identity) else {
+        return see_other("/_portico/sign-in?return=%2F_portico%2Faccount");
+    };
+    let (token, cookie) = csrf::token(&headers);
+    csrf::with_cookie(
+        render(StatusCode::OK, &page(&user, &identity, &token, None, None)),
+        cookie,
+    )
+}
+
+/// Changes the password after checking the current one; every other session of the user ends
+/// (someone who knew the old password is signed out), this browser gets a new one.
+pub async fn change_password(
+    State(state): State<Arc<ConsoleState>>,
+    headers: HeaderMap,
+    identity: Option<Extension<Identity>>,
+    Form(form): Form<PasswordForm>,
+) -> Response {
+    let Some((identity, user)) = signed_in(&identity) else {
+        return see_other("/_portico/sign-in");
+    };
+    let (token, cookie) = csrf::token(&headers);
+    let answer = |status, message: Option<&str>, error: Option<String>| {
+        let page = page(&user, &identity, &token, message.map(str::to_owned), error);
+        csrf::with_cookie(render(status, &page), cookie.clone())
+    };
+    let origin = state.urls.portal().trim_end_matches('/').to_owned();
+    if csrf::check(&headers, &form.csrf, &origin).is_err() {
+        return answer(
+            StatusCode::FORBIDDEN,
+            None,
+            Some("This form was sent from another site or had expired; try again.".into()),
+        );
+    }
+    if form.new != form.repeat {
+        return answer(
+            StatusCode::BAD_REQUEST,
+            None,
+            Some("The new password and its repetition differ.".into()),
+        );
+    }
+    match state.accounts.verify(&user.email, &form.current).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return answer(
+                StatusCode::BAD_REQUEST,
+                None,
+                Some("The current password is not right.".into()),
+            )
+        }
+        Err(e) => {
+            tracing::error!("cannot check a password: {e}");
+            return answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+                Some("Try again in a moment.".into()),
+            );
+        }
+    }
+    if let Err(e) = state
+        .accounts
+        .reset_password(&user.email, &user.email, Some(&form.new))
+        .await
+    {
+        return answer(
+            StatusCode::BAD_REQUEST,
+            None,
+            Some(capitalise(&e.to_string())),
+        );
+    }
+    if let Err(e) = state.sessions.end_all_for_user(user.id).await {
+        tracing::error!("cannot end sessions after a password change: {e}");
+    }
+    let fresh = match state.accounts.store().user_by_email(&user.email).await {
+        Ok(Some(row)) => state
+            .sessions
+            .create(&row, &request_host(&headers), None)
+            .await
+            .ok(),
+        _ => None,
+    };
+    let mut response = answer(
+        StatusCode::OK,
+        Some("Your password is changed. Other sessions were signed out."),
+        None,
+    );
+    let value = match fresh {
+        Some(session) => set_cookie(SESSION_COOKIE, &session.cookie_value, "Lax", false, None),
+        None => clear_cookie(SESSION_COOKIE, false),
+    };
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// Ends every session of the user, in every browser and on every app host.
+pub async fn sign_out_everywhere(
+    State(state): State<Arc<ConsoleState>>,
+    headers: HeaderMap,
+    identity: Option<Extension<Identity>>,
+    Form(form): Form<TokenForm>,
+) -> Response {
+    let Some((_, user)) = signed_in(&identity) else {
+        return see_other("/_portico/sign-in");
+    };
+    let origin = state.urls.portal().trim_end_matches('/').to_owned();
+    if csrf::check(&headers, &form.csrf, &origin).is_err() {
+        return see_other("/_portico/account");
+    }
+    if let Err(e) = state.sessions.end_all_for_user(user.id).await {
+        tracing::error!("cannot end sessions: {e}");
+    }
+    let _ = state
+        .accounts
+        .store()
+        .add_audit(&user.email, "sign-out.everywhere", Some(&user.email), "")
+        .await;
+    let mut response = see_other("/_portico/sign-in");
+    if let Ok(value) = HeaderValue::from_str(&clear_cookie(SESSION_COOKIE, false)) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+fn capitalise(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
