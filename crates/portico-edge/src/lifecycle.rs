@@ -14,7 +14,7 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use metrics_exporter_prometheus::PrometheusHandle;
 use portico_core::{AppRoute, AppStatus, Decision, PublicUrls, SharedRoutes};
-use portico_identity::{AssertionSigner, Handoffs, Sessions};
+use portico_identity::{AssertionSigner, AuditSink, Handoffs, Sessions};
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,6 +31,7 @@ pub struct EdgeOptions {
     pub sessions: Arc<Sessions>,
     pub handoffs: Arc<Handoffs>,
     pub assertions: Arc<AssertionSigner>,
+    pub audit: Arc<AuditSink>,
     /// Named on "no access" pages: whom to ask.
     pub contact: String,
 }
@@ -191,6 +192,16 @@ impl Edge {
                 return self.finish(&route.name, started, response);
             }
             Decision::Deny => {
+                if let Some(user) = identity.user() {
+                    let how = if req.headers().contains_key(header::UPGRADE) {
+                        "websocket"
+                    } else {
+                        "http"
+                    };
+                    self.options
+                        .audit
+                        .access_denied(&user.email, &route.name, how);
+                }
                 let heading = format!("You do not have access to {}", route.title);
                 let message = format!("Ask {} to give you access.", self.options.contact);
                 let page = Page {

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod assertion;
+pub mod audit;
 pub mod bootstrap;
 pub mod email;
 pub mod handoff;
@@ -15,6 +16,7 @@ mod common_passwords;
 
 pub use accounts::{Accounts, IdentityError, NewUser};
 pub use assertion::AssertionSigner;
+pub use audit::AuditSink;
 pub use bootstrap::{ensure_admin, Bootstrap};
 pub use handoff::Handoffs;
 pub use sessions::{SessionPolicy, Sessions};

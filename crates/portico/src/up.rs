@@ -161,6 +161,7 @@ async fn serve(validated: Validated) -> Result<(), String> {
         sessions,
         handoffs,
         assertions,
+        audit: Arc::new(portico_identity::AuditSink::start(store.clone())),
         contact: config.auth.contact.clone(),
     };
     let edge = Arc::new(Edge::new(routes.clone(), portal, options, Some(metrics)));

@@ -208,6 +208,28 @@ async fn outsiders_get_a_403_over_http_and_on_a_websocket_upgrade() {
     )
     .await;
     assert_eq!(anonymous, 401);
+
+    // Audited once (the repeats within a minute are not), without delaying the refusals.
+    let denials = eventually(
+        "the refusal in the audit log",
+        Duration::from_secs(5),
+        || async {
+            let audit: Value =
+                serde_json::from_slice(&portico.cli(&["audit", "--json"]).stdout).ok()?;
+            let denials: Vec<Value> = audit
+                .as_array()?
+                .iter()
+                .filter(|a| a["action"] == "access.denied")
+                .cloned()
+                .collect();
+            (!denials.is_empty()).then_some(denials)
+        },
+    )
+    .await;
+    assert_eq!(denials.len(), 1, "{denials:?}");
+    assert_eq!(denials[0]["actor"], BOB.0);
+    assert_eq!(denials[0]["subject"], "sales");
+    assert_eq!(denials[0]["detail"], "http");
 }
 
 #[tokio::test(flavor = "multi_thread")]
