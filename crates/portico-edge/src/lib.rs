@@ -13,6 +13,7 @@ mod balancer;
 mod body;
 mod hop;
 mod identity;
+mod identity_headers;
 mod lifecycle;
 mod listener;
 mod pages;

@@ -3,6 +3,7 @@
 use crate::balancer::Balancer;
 use crate::body::{from_axum, full, ProxyBody};
 use crate::identity::{foreign_websocket_origin, identify};
+use crate::identity_headers::IdentityHeaderCache;
 use crate::pages::{plain, redirect, Page};
 use crate::policy;
 use crate::proxy::{Forward, ProxyError, Upstream, UpstreamTimeouts};
@@ -13,7 +14,7 @@ use crate::telemetry::{Telemetry, PORTAL_LABEL};
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use metrics_exporter_prometheus::PrometheusHandle;
-use portico_core::{AppRoute, AppStatus, Decision, PublicUrls, SharedRoutes};
+use portico_core::{AppRoute, AppStatus, Decision, Identity, PublicUrls, SharedRoutes};
 use portico_identity::{AssertionSigner, AuditSink, Handoffs, Sessions};
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -52,6 +53,7 @@ pub struct Edge {
     upstream: Upstream,
     balancer: Balancer,
     telemetry: Telemetry,
+    identity_headers: IdentityHeaderCache,
     metrics: Option<PrometheusHandle>,
     /// Latches once every app has settled after start-up (see `readyz`).
     ready: AtomicBool,
@@ -72,6 +74,7 @@ impl Edge {
             options,
             balancer: Balancer::default(),
             telemetry: Telemetry::default(),
+            identity_headers: IdentityHeaderCache::default(),
             metrics,
             ready: AtomicBool::new(false),
         }
@@ -221,17 +224,24 @@ impl Edge {
         };
 
         // Phase 6: proxy.
-        let assertion = identity
-            .user()
-            .and_then(|user| self.options.assertions.assertion(user, &route.name));
+        let (identity_headers, assertion) = match &identity {
+            Identity::User(user) => (
+                self.identity_headers.get(user),
+                self.options
+                    .assertions
+                    .assertion(user, &route.name)
+                    .and_then(|token| HeaderValue::from_maybe_shared(token).ok()),
+            ),
+            Identity::Anonymous => (None, None),
+        };
         let forward = Forward {
             route: &route,
             mode,
             endpoint,
             peer,
             scheme: "http",
-            identity: &identity,
-            assertion: assertion.as_deref(),
+            identity_headers: identity_headers.as_deref(),
+            assertion: assertion.as_ref(),
         };
         let response = match self.upstream.forward(req, forward).await {
             Ok(response) => response,

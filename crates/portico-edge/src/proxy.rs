@@ -4,6 +4,7 @@
 
 use crate::body::{from_incoming, ProxyBody};
 use crate::hop::{restore_upgrade, strip_hop_by_hop};
+use crate::identity_headers::IdentityHeaders;
 use crate::router::Mode;
 use http::header::{HeaderMap, HeaderValue, COOKIE, HOST};
 use http::{uri, Request, Response, StatusCode, Uri, Version};
@@ -11,7 +12,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use portico_core::urls::{app_prefix, APPS_PATH};
-use portico_core::{AppRoute, Identity, MountStyle};
+use portico_core::{AppRoute, MountStyle};
 use portico_identity::web::without_portico_cookies;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -56,9 +57,9 @@ pub struct Forward<'a> {
     pub endpoint: SocketAddr,
     pub peer: SocketAddr,
     pub scheme: &'static str,
-    pub identity: &'a Identity,
-    /// The signed `X-Portico-Assertion` for a signed-in user.
-    pub assertion: Option<&'a str>,
+    /// For a signed-in user: the identity headers, and the signed `X-Portico-Assertion`.
+    pub identity_headers: Option<&'a IdentityHeaders>,
+    pub assertion: Option<&'a HeaderValue>,
 }
 
 impl Upstream {
@@ -113,10 +114,7 @@ impl Upstream {
         }
 
         hide_portico_cookies(headers);
-        set_identity_headers(headers, f.identity);
-        if let Some(value) = f.assertion.and_then(|a| HeaderValue::from_str(a).ok()) {
-            headers.insert("x-portico-assertion", value);
-        }
+        set_identity_headers(headers, f.identity_headers, f.assertion);
 
         let request = Request::from_parts(parts, from_incoming(body));
         let mut response = match tokio::time::timeout(
@@ -173,21 +171,28 @@ fn hide_portico_cookies(headers: &mut HeaderMap) {
 }
 
 /// Who the user is, in the forms dashboards read (DESIGN.md, "Identity to apps"): the
-/// oauth2-proxy headers, and the header R-Shiny reads for `session$user` and
-/// `session$groups`. Clients' own versions were removed by the request filter.
-fn set_identity_headers(headers: &mut HeaderMap, identity: &Identity) {
-    let Some(user) = identity.user() else { return };
-    let mut set = |name: &'static str, value: &str| {
-        if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
-            headers.insert(name, value);
-        }
-    };
-    set("x-forwarded-user", &user.email);
-    set("x-forwarded-email", &user.email);
-    set("x-forwarded-preferred-username", &user.display_name);
-    set("x-forwarded-groups", &user.groups.join(","));
-    let credentials = serde_json::json!({ "user": user.email, "groups": user.groups });
-    set("shiny-server-credentials", &credentials.to_string());
+/// oauth2-proxy headers, the header R-Shiny reads for `session$user` and `session$groups`,
+/// and the signed assertion. Clients' own versions were removed by the request filter.
+fn set_identity_headers(
+    headers: &mut HeaderMap,
+    identity: Option<&IdentityHeaders>,
+    assertion: Option<&HeaderValue>,
+) {
+    let Some(identity) = identity else { return };
+    headers.insert("x-forwarded-user", identity.email.clone());
+    headers.insert("x-forwarded-email", identity.email.clone());
+    headers.insert(
+        "x-forwarded-preferred-username",
+        identity.preferred_username.clone(),
+    );
+    headers.insert("x-forwarded-groups", identity.groups.clone());
+    headers.insert(
+        "shiny-server-credentials",
+        identity.shiny_credentials.clone(),
+    );
+    if let Some(assertion) = assertion {
+        headers.insert("x-portico-assertion", assertion.clone());
+    }
 }
 
 /// The replica's URI for this request. The original path and query are reused as they are
