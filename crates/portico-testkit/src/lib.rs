@@ -11,7 +11,7 @@ pub use browser::Browser;
 pub use portico::{AppConfig, Portico, PorticoConfig};
 pub use visitor::{Landing, Visitor};
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// The repository's `examples/` folder.
@@ -56,6 +56,47 @@ where
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Runs `portico --config CONFIG ARGS…` with `stdin` on its standard input and `envs` added
+/// to its environment; returns what it printed.
+pub fn run_cli(
+    bin: &Path,
+    config: &Path,
+    args: &[&str],
+    stdin: &str,
+    envs: &[(&str, &str)],
+) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(bin)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .envs(envs.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("portico runs");
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(stdin.as_bytes())
+        .expect("stdin written");
+    child.wait_with_output().expect("portico finishes")
+}
+
+/// The `action` of each entry of `portico audit --json` output, oldest first.
+pub fn audit_actions(audit_json: &[u8]) -> Vec<String> {
+    let audit: serde_json::Value = serde_json::from_slice(audit_json).expect("audit JSON");
+    audit
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|a| a["action"].as_str().map(str::to_owned))
+        .collect()
 }
 
 /// Whether a process is alive (and not a zombie).

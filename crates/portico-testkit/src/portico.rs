@@ -241,22 +241,19 @@ impl Portico {
 
     /// Creates a user through the CLI, with this password and these groups.
     pub fn add_user(&self, email: &str, password: &str, groups: &[&str]) {
-        use std::io::Write;
-        let mut child = Command::new(&self.bin)
-            .arg("--config")
-            .arg(&self.config_path)
-            .args(["users", "add", email, "--password-stdin"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{password}\n").as_bytes())
-            .unwrap();
-        assert!(child.wait().unwrap().success(), "could not add {email}");
+        let args = ["users", "add", email, "--password-stdin"];
+        let added = crate::run_cli(
+            &self.bin,
+            &self.config_path,
+            &args,
+            &format!("{password}\n"),
+            &[],
+        );
+        assert!(
+            added.status.success(),
+            "could not add {email}: {}",
+            String::from_utf8_lossy(&added.stderr)
+        );
         for group in groups {
             let _ = self.cli(&["groups", "add", group]);
             assert!(self

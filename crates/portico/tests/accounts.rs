@@ -1,8 +1,7 @@
 //! Accounts and groups from the terminal, and the first administrator.
 
-use portico_testkit::{fixtures_dir, AppConfig, Portico, PorticoConfig};
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use portico_testkit::{audit_actions, fixtures_dir, run_cli, AppConfig, Portico, PorticoConfig};
+use std::process::{Command, Output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_portico");
 
@@ -23,23 +22,7 @@ impl Terminal {
     }
 
     fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
-        let mut child = Command::new(BIN)
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .env("USER", "ops")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        run_cli(BIN.as_ref(), &self.config, args, stdin, &[("USER", "ops")])
     }
 
     /// Runs a command that must succeed; returns its stdout.
@@ -125,13 +108,9 @@ fn an_operator_manages_users_and_groups_and_every_change_is_audited() {
     assert!(reset.contains("shown only this once"), "{reset}");
     t.ok(&["groups", "remove-member", "sales", "ada@example.com"]);
 
-    let audit: serde_json::Value = serde_json::from_str(&t.ok(&["audit", "--json"])).unwrap();
-    let actions: Vec<&str> = audit
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["action"].as_str().unwrap())
-        .collect();
+    let audit_json = t.ok(&["audit", "--json"]);
+    let audit: serde_json::Value = serde_json::from_str(&audit_json).unwrap();
+    let actions = audit_actions(audit_json.as_bytes());
     assert_eq!(
         actions,
         [
