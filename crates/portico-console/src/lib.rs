@@ -4,8 +4,10 @@
 mod views;
 
 use axum::routing::get;
-use portico_core::{PublicUrls, SharedRoutes};
-use portico_identity::{Accounts, AssertionSigner, Handoffs, Sessions, Throttle};
+use portico_core::{MfaPolicy, PublicUrls, SharedRoutes};
+use portico_identity::{
+    Accounts, AssertionSigner, Handoffs, Links, Mailer, Mfa, PendingSignIns, Sessions, Throttle,
+};
 use std::sync::Arc;
 
 /// What every page handler can read.
@@ -17,6 +19,14 @@ pub struct ConsoleState {
     pub handoffs: Arc<Handoffs>,
     pub assertions: Arc<AssertionSigner>,
     pub throttle: Throttle,
+    pub mfa: Mfa,
+    pub mfa_policy: MfaPolicy,
+    pub pending: PendingSignIns,
+    pub links: Links,
+    /// `None` without `[smtp]`: no self-service password reset, invitations print links.
+    pub mailer: Option<Mailer>,
+    /// Whom to ask (from `[auth] contact`).
+    pub contact: String,
 }
 
 /// The portal's routes, served by the edge for the portal host. The edge puts the request's
@@ -32,6 +42,14 @@ pub fn router(state: Arc<ConsoleState>) -> axum::Router {
             "/_portico/sign-out",
             axum::routing::post(views::sign_out::submit),
         )
+        .route(
+            "/_portico/sign-in/verify",
+            get(views::second_factor::form).post(views::second_factor::verify),
+        )
+        .route(
+            "/_portico/sign-in/enrol",
+            axum::routing::post(views::second_factor::enrol),
+        )
         .route("/_portico/handoff", get(views::handoff::start))
         .route("/_portico/account", get(views::account::show))
         .route(
@@ -41,6 +59,18 @@ pub fn router(state: Arc<ConsoleState>) -> axum::Router {
         .route(
             "/_portico/account/sign-out-everywhere",
             axum::routing::post(views::account::sign_out_everywhere),
+        )
+        .route(
+            "/_portico/account/mfa",
+            get(views::account_mfa::enrolment).post(views::account_mfa::confirm),
+        )
+        .route(
+            "/_portico/account/mfa/recovery-codes",
+            axum::routing::post(views::account_mfa::new_recovery_codes),
+        )
+        .route(
+            "/_portico/account/mfa/remove",
+            axum::routing::post(views::account_mfa::remove),
         )
         .route("/_portico/portico.css", get(views::assets::stylesheet))
         .route("/.well-known/portico/jwks.json", get(views::assets::jwks))

@@ -24,6 +24,9 @@ pub struct Config {
     pub build: BuildConfig,
     pub fleet: FleetConfig,
     pub auth: AuthConfig,
+    /// `[smtp]`: where invitation and password-reset e-mails go; `None` when not set, and
+    /// then the CLI prints links instead.
+    pub smtp: Option<SmtpConfig>,
     pub apps: Vec<AppSpec>,
 }
 
@@ -34,6 +37,54 @@ pub struct AuthConfig {
     pub session_lifetime: Duration,
     /// Named on the "no access" page: whom to ask.
     pub contact: String,
+    pub require_mfa: MfaPolicy,
+    /// How long an invitation link works.
+    pub invitation_lifetime: Duration,
+    /// How long a password-reset link works.
+    pub password_reset_lifetime: Duration,
+}
+
+/// `[auth] require_mfa`: who must have a second factor to sign in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MfaPolicy {
+    /// MFA is optional: users who set it up are asked for it.
+    #[default]
+    Never,
+    Admins,
+    Everyone,
+}
+
+impl MfaPolicy {
+    pub fn requires(self, admin: bool) -> bool {
+        match self {
+            MfaPolicy::Never => false,
+            MfaPolicy::Admins => admin,
+            MfaPolicy::Everyone => true,
+        }
+    }
+}
+
+/// How the connection to the mail server is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// Plain connection upgraded with STARTTLS (required, not opportunistic); port 587.
+    StartTls,
+    /// TLS from the first byte; port 465.
+    Tls,
+    /// No encryption: only allowed to a loopback mail server (a local relay).
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    /// The password comes from `PORTICO_SMTP_PASSWORD`, never from the file.
+    pub username: Option<String>,
+    /// `Portico <portico@example.com>`.
+    pub from: String,
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -12,7 +12,7 @@ pub mod routes;
 pub mod urls;
 
 pub use access::{Access, Decision};
-pub use config::{AppSpec, Config, ConfigError, Problem};
+pub use config::{AppSpec, Config, ConfigError, MfaPolicy, Problem, SmtpConfig, SmtpSecurity};
 pub use model::{AppStatus, ClientAddr, Framework, Identity, MountStyle, ReplicaState, User};
 pub use routes::{AppRoute, RouteTable, SharedRoutes};
 pub use urls::PublicUrls;

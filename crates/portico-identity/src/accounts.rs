@@ -28,6 +28,10 @@ pub enum IdentityError {
     DisplayName,
     #[error("{email} is the last enabled admin; make someone else an admin first")]
     LastAdmin { email: String },
+    #[error("{0} already has an account with a password; send a password reset link instead (`portico users reset-password --link {0}`)")]
+    AlreadyActive(String),
+    #[error("{0} is disabled; enable it first with `portico users enable {0}`")]
+    Disabled(String),
     #[error("{0}")]
     Store(StoreError),
 }
@@ -109,6 +113,20 @@ impl Accounts {
             .add_audit(actor, "user.add", Some(&email), role)
             .await?;
         Ok((email, generated))
+    }
+
+    /// Creates an account that has no password yet: its owner chooses one through an
+    /// invitation link (`Links::invite`).
+    pub async fn add_invited(&self, actor: &str, email: &str) -> Result<String> {
+        let email = normalize_email(email)?;
+        let display_name = email.split('@').next().unwrap_or(&email).to_owned();
+        self.store
+            .insert_user(&email, &display_name, None, false)
+            .await?;
+        self.store
+            .add_audit(actor, "user.add", Some(&email), "invited")
+            .await?;
+        Ok(email)
     }
 
     pub async fn list(&self) -> Result<Vec<UserSummary>> {

@@ -65,6 +65,11 @@ impl Throttle {
         }
     }
 
+    /// For forms that check no password (asking for a reset link): the per-client limit only.
+    pub fn admit_client(&self, client: IpAddr) -> bool {
+        self.clients.check_key(&client).is_ok()
+    }
+
     /// Records a failed attempt; returns the lock it caused, if any.
     pub fn failed(&self, account: &str) -> Option<Duration> {
         let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());

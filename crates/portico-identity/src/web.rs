@@ -5,6 +5,8 @@
 pub const SESSION_COOKIE: &str = "portico_session";
 /// The double-submit token of sign-in forms.
 pub const CSRF_COOKIE: &str = "portico_csrf";
+/// A sign-in waiting for its second factor (see `pending`).
+pub const MFA_COOKIE: &str = "portico_mfa";
 /// The handshake's state on an app host (see `handoff`).
 pub const STATE_COOKIE: &str = "portico_state";
 

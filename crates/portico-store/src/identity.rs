@@ -254,6 +254,39 @@ impl Store {
     }
 }
 
+/// Which audit entries to show: every given field must match. `action` matches as a prefix
+/// (`sign-in` finds `sign-in.failure` and `sign-in.success`).
+#[derive(Debug, Default, Clone)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub subject: Option<String>,
+    pub limit: i64,
+}
+
+impl Store {
+    /// The newest entries matching `filter`, newest first.
+    pub async fn audit_filtered(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, at, actor, action, subject, detail FROM audit
+             WHERE (? IS NULL OR actor = ?)
+               AND (? IS NULL OR substr(action, 1, length(?)) = ?)
+               AND (? IS NULL OR subject = ?)
+             ORDER BY id DESC LIMIT ?",
+        )
+        .bind(&filter.actor)
+        .bind(&filter.actor)
+        .bind(&filter.action)
+        .bind(&filter.action)
+        .bind(&filter.action)
+        .bind(&filter.subject)
+        .bind(&filter.subject)
+        .bind(filter.limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
 /// One change to a user.
 pub enum UserChange<'a> {
     Disabled(bool),

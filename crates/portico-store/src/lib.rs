@@ -6,10 +6,14 @@
 //! is a new pool type and a migrations folder, not new queries.
 
 mod identity;
+mod links;
+mod mfa;
 mod rows;
 mod sessions;
 
-pub use identity::{AuditRow, GroupRow, UserChange, UserRow};
+pub use identity::{AuditFilter, AuditRow, GroupRow, UserChange, UserRow};
+pub use links::LinkRow;
+pub use mfa::TotpRow;
 pub use rows::{AppRow, EventRow, ReplicaRow};
 pub use sessions::{SessionRow, SigningKeyRow};
 

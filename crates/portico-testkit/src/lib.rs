@@ -3,10 +3,12 @@
 //!
 //! Every wait here is bounded in time and waits on a readiness signal, never a fixed sleep.
 
+mod authenticator;
 mod browser;
 mod portico;
 mod visitor;
 
+pub use authenticator::Authenticator;
 pub use browser::Browser;
 pub use portico::{AppConfig, Portico, PorticoConfig};
 pub use visitor::{Landing, Visitor};

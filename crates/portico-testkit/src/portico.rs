@@ -44,6 +44,8 @@ pub struct PorticoConfig {
     pub server_extra: String,
     /// `[fleet]` keys.
     pub fleet_extra: String,
+    /// Extra top-level tables after `[fleet]`, e.g. `[auth]\nrequire_mfa = "everyone"`.
+    pub sections: String,
     /// Environment variables for the Portico process (e.g. a `PATH` without R).
     pub env: Vec<(String, String)>,
 }
@@ -89,9 +91,10 @@ impl Portico {
             }
         }
         let mut toml = format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\ndomain = \"localhost\"\ndata_dir = \"data\"\n{}\n[build]\ncache_dir = {:?}\n[fleet]\n{fleet}\n",
+            "[server]\nlisten = \"127.0.0.1:{port}\"\ndomain = \"localhost\"\ndata_dir = \"data\"\n{}\n[build]\ncache_dir = {:?}\n[fleet]\n{fleet}\n{}\n",
             config.server_extra,
             shared_env_cache().to_string_lossy(),
+            config.sections,
         );
         for app in &config.apps {
             // Tests about dashboards are not about sign-in: their apps are public unless the

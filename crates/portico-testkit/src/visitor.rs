@@ -131,6 +131,21 @@ impl Visitor {
             .unwrap()
     }
 
+    /// Submits one of the portal's forms (`path` such as `/_portico/sign-in/verify`) as a
+    /// browser on the portal would: its CSRF token and `Origin` added.
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Response {
+        let token = self.sign_in_token().await;
+        let mut form: Vec<(&str, &str)> = fields.to_vec();
+        form.push(("csrf", &token));
+        self.client
+            .post(format!("{}{path}", self.portal()))
+            .header(ORIGIN, self.portal())
+            .form(&form)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Signs in and checks it worked.
     pub async fn sign_in(&self, email: &str, password: &str) {
         let response = self.submit_sign_in(email, password, "/").await;

@@ -3,10 +3,12 @@
 //! readers at once). Every change is audited with the operating-system user as its actor.
 
 use crate::apps::data_dir;
+use crate::config_path;
 use clap::Subcommand;
+use portico_core::{Config, PublicUrls};
 use portico_identity::accounts::UserSummary;
-use portico_identity::{Accounts, NewUser};
-use portico_store::Store;
+use portico_identity::{Accounts, LinkPurpose, Links, Mailer, Mfa, NewUser, SecretBox};
+use portico_store::{Store, UserRow};
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,12 +37,26 @@ pub enum UsersCommand {
     Disable { email: String },
     /// Let a disabled user sign in again.
     Enable { email: String },
-    /// Set a new password (generated and shown once, unless --password-stdin).
+    /// Set a new password (generated and shown once, unless --password-stdin), or with
+    /// --link send the user a link to choose one (printed when [smtp] is not configured).
     ResetPassword {
         email: String,
-        #[arg(long)]
+        #[arg(long, conflicts_with = "link")]
         password_stdin: bool,
+        #[arg(long)]
+        link: bool,
     },
+    /// Invite someone: an account without a password and a link, e-mailed through [smtp]
+    /// or printed, with which they choose one.
+    Invite {
+        email: String,
+        /// Print the link even when [smtp] is configured, and send nothing.
+        #[arg(long)]
+        print_link: bool,
+    },
+    /// Remove a user's authenticator app and recovery codes (they lost their phone); they
+    /// sign in with the password alone, or set up a new app if MFA is required.
+    ResetMfa { email: String },
     /// Make a user an administrator, or with --revoke stop them being one.
     SetAdmin {
         email: String,
@@ -114,8 +130,63 @@ pub async fn users(explicit: Option<PathBuf>, command: UsersCommand) -> ExitCode
     finish(run_users(explicit, command).await)
 }
 
+/// Links and, when configured, the mailer, from the config file.
+fn link_service(
+    accounts: &Accounts,
+    explicit: Option<PathBuf>,
+) -> Result<(Links, Option<Mailer>), String> {
+    let config = Config::load(&config_path::resolve(explicit)?).map_err(|e| e.to_string())?;
+    let urls = PublicUrls::new(&config.server.domain, config.server.listen.port(), false);
+    let links = Links::new(
+        accounts.store().clone(),
+        &urls.portal(),
+        config.auth.invitation_lifetime,
+        config.auth.password_reset_lifetime,
+    );
+    let mailer = match &config.smtp {
+        Some(smtp) => Some(Mailer::new(smtp).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    Ok((links, mailer))
+}
+
+/// E-mails the link, or prints it when there is no mail server (or `--print-link`).
+async fn deliver(
+    links: &Links,
+    mailer: Option<&Mailer>,
+    purpose: LinkPurpose,
+    user: &UserRow,
+    url: &str,
+    print: bool,
+) -> Result<(), String> {
+    let what = match purpose {
+        LinkPurpose::Invite => "an invitation",
+        LinkPurpose::Reset => "a password-reset link",
+    };
+    let lifetime = humantime::format_duration(links.lifetime(purpose));
+    match mailer {
+        Some(mailer) if !print => {
+            links
+                .send(mailer, purpose, user, url)
+                .await
+                .map_err(|e| format!("{e}. The link was not sent; run the command again with --print-link to hand it over yourself"))?;
+            println!(
+                "Sent {what} to {} (it works once, for {lifetime}).",
+                user.email
+            );
+        }
+        _ => {
+            println!(
+                "Give {} this link ({what}; it works once, for {lifetime}):\n    {url}",
+                user.email
+            );
+        }
+    }
+    Ok(())
+}
+
 async fn run_users(explicit: Option<PathBuf>, command: UsersCommand) -> Result<(), String> {
-    let accounts = accounts(explicit).await?;
+    let accounts = accounts(explicit.clone()).await?;
     let actor = actor();
     let fail = |e: portico_identity::IdentityError| e.to_string();
     match command {
@@ -143,7 +214,14 @@ async fn run_users(explicit: Option<PathBuf>, command: UsersCommand) -> Result<(
             );
             show_generated(&email, generated);
         }
-        UsersCommand::List { json } => print_users(&accounts.list().await.map_err(fail)?, json),
+        UsersCommand::List { json } => {
+            let with_mfa = accounts
+                .store()
+                .users_with_totp()
+                .await
+                .map_err(|e| e.to_string())?;
+            print_users(&accounts.list().await.map_err(fail)?, &with_mfa, json)
+        }
         UsersCommand::Disable { email } => {
             accounts
                 .set_disabled(&actor, &email, true)
@@ -159,8 +237,67 @@ async fn run_users(explicit: Option<PathBuf>, command: UsersCommand) -> Result<(
             println!("Enabled {}.", canonical(&email));
         }
         UsersCommand::ResetPassword {
+            email, link: true, ..
+        } => {
+            let (links, mailer) = link_service(&accounts, explicit.clone())?;
+            let (user, url) = links.reset(&actor, &email).await.map_err(fail)?;
+            deliver(
+                &links,
+                mailer.as_ref(),
+                LinkPurpose::Reset,
+                &user,
+                &url,
+                false,
+            )
+            .await?;
+        }
+        UsersCommand::Invite { email, print_link } => {
+            let (links, mailer) = link_service(&accounts, explicit.clone())?;
+            let (user, url) = links
+                .invite(&accounts, &actor, &email)
+                .await
+                .map_err(fail)?;
+            deliver(
+                &links,
+                mailer.as_ref(),
+                LinkPurpose::Invite,
+                &user,
+                &url,
+                print_link,
+            )
+            .await?;
+        }
+        UsersCommand::ResetMfa { email } => {
+            let user = accounts
+                .store()
+                .user_by_email(&canonical(&email))
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| {
+                    fail(portico_identity::IdentityError::NoSuchUser(canonical(
+                        &email,
+                    )))
+                })?;
+            let mfa = Mfa::new(
+                accounts.store().clone(),
+                // Removing needs no secret: a key is only needed to read one.
+                SecretBox::from_key([0; 32]),
+                "Portico",
+            );
+            let removed = mfa.remove(&actor, &user).await.map_err(|e| e.to_string())?;
+            if removed {
+                println!(
+                    "Removed the authenticator and recovery codes of {}.",
+                    user.email
+                );
+            } else {
+                println!("{} had no authenticator; nothing changed.", user.email);
+            }
+        }
+        UsersCommand::ResetPassword {
             email,
             password_stdin,
+            ..
         } => {
             let password = if password_stdin {
                 Some(password_from_stdin()?)
@@ -190,7 +327,8 @@ async fn run_users(explicit: Option<PathBuf>, command: UsersCommand) -> Result<(
     Ok(())
 }
 
-fn print_users(users: &[UserSummary], json: bool) {
+fn print_users(users: &[UserSummary], with_mfa: &[i64], json: bool) {
+    let mfa = |u: &UserSummary| with_mfa.contains(&u.user.id);
     if json {
         let list: Vec<serde_json::Value> = users
             .iter()
@@ -198,6 +336,7 @@ fn print_users(users: &[UserSummary], json: bool) {
                 serde_json::json!({
                     "email": u.user.email, "name": u.user.display_name, "admin": u.user.admin,
                     "disabled": u.user.disabled, "groups": u.groups, "created_at": u.user.created_at,
+                    "mfa": mfa(u), "invited": u.user.password_hash.is_none(),
                 })
             })
             .collect();
@@ -208,16 +347,17 @@ fn print_users(users: &[UserSummary], json: bool) {
         return;
     }
     println!(
-        "{:<32} {:<20} {:<6} {:<9} GROUPS",
-        "EMAIL", "NAME", "ADMIN", "DISABLED"
+        "{:<32} {:<20} {:<6} {:<9} {:<4} GROUPS",
+        "EMAIL", "NAME", "ADMIN", "DISABLED", "MFA"
     );
     for u in users {
         println!(
-            "{:<32} {:<20} {:<6} {:<9} {}",
+            "{:<32} {:<20} {:<6} {:<9} {:<4} {}",
             u.user.email,
             u.user.display_name,
             if u.user.admin { "yes" } else { "-" },
             if u.user.disabled { "yes" } else { "-" },
+            if mfa(u) { "yes" } else { "-" },
             u.groups.join(", ")
         );
     }

@@ -10,7 +10,8 @@ use portico_core::{AppRoute, AppStatus, MountStyle, PublicUrls, RouteTable};
 use portico_edge::{Edge, EdgeOptions, ListenerKind, UpstreamTimeouts};
 use portico_fleet::{process::recover_orphans, Fleet, ProcessRuntime};
 use portico_identity::{
-    ensure_admin, Accounts, AssertionSigner, Bootstrap, Handoffs, SessionPolicy, Sessions,
+    ensure_admin, Accounts, AssertionSigner, Bootstrap, Handoffs, Links, Mailer, Mfa,
+    PendingSignIns, SecretBox, SessionPolicy, Sessions,
 };
 use portico_store::Store;
 use std::path::PathBuf;
@@ -145,6 +146,11 @@ async fn serve(validated: Validated) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot load the assertion signing key: {e}"))?,
     );
+    let secrets = SecretBox::for_data_dir(&data_dir).map_err(|e| e.to_string())?;
+    let mailer = match &config.smtp {
+        Some(smtp) => Some(Mailer::new(smtp).map_err(|e| e.to_string())?),
+        None => None,
+    };
     let portal = portico_console::router(Arc::new(ConsoleState {
         routes: routes.clone(),
         urls: urls.clone(),
@@ -153,6 +159,21 @@ async fn serve(validated: Validated) -> Result<(), String> {
         handoffs: handoffs.clone(),
         assertions: assertions.clone(),
         throttle: portico_identity::Throttle::default(),
+        mfa: Mfa::new(
+            store.clone(),
+            secrets,
+            &format!("Portico ({})", config.server.domain),
+        ),
+        mfa_policy: config.auth.require_mfa,
+        pending: PendingSignIns::default(),
+        links: Links::new(
+            store.clone(),
+            &urls.portal(),
+            config.auth.invitation_lifetime,
+            config.auth.password_reset_lifetime,
+        ),
+        mailer,
+        contact: config.auth.contact.clone(),
     }));
     let options = EdgeOptions {
         urls: urls.clone(),

@@ -9,6 +9,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::{Extension, Form};
 use portico_core::{Identity, User};
+use portico_identity::mfa::MfaStatus;
 use portico_identity::web::{clear_cookie, set_cookie, SESSION_COOKIE};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -21,6 +22,31 @@ struct AccountPage {
     groups: String,
     message: Option<String>,
     error: Option<String>,
+    mfa: MfaSummary,
+}
+
+/// The two-step verification section of the account page.
+#[derive(Clone, Copy)]
+pub(super) struct MfaSummary {
+    pub on: bool,
+    pub recovery_codes_left: i64,
+    /// Policy requires it: it cannot be turned off.
+    pub required: bool,
+}
+
+pub(super) async fn mfa_summary(state: &ConsoleState, user: &User) -> MfaSummary {
+    let status = state.mfa.status(user.id).await.unwrap_or(MfaStatus::None);
+    let (on, recovery_codes_left) = match status {
+        MfaStatus::Active {
+            recovery_codes_left,
+        } => (true, recovery_codes_left),
+        MfaStatus::None => (false, 0),
+    };
+    MfaSummary {
+        on,
+        recovery_codes_left,
+        required: state.mfa_policy.requires(user.admin),
+    }
 }
 
 #[derive(Deserialize)]
@@ -47,6 +73,7 @@ fn page(
     token: &str,
     message: Option<String>,
     error: Option<String>,
+    mfa: MfaSummary,
 ) -> AccountPage {
     let groups = if user.groups.is_empty() {
         "none".to_owned()
@@ -59,25 +86,53 @@ fn page(
         groups,
         message,
         error,
+        mfa,
     }
 }
 
-fn signed_in(identity: &Option<Extension<Identity>>) -> Option<(Identity, Arc<User>)> {
+/// The account page with a message or an error, for the forms that post to sub-paths.
+pub(super) async fn answer(
+    state: &ConsoleState,
+    headers: &HeaderMap,
+    identity: &Identity,
+    user: &User,
+    status: StatusCode,
+    message: Option<String>,
+    error: Option<String>,
+) -> Response {
+    let (token, cookie) = csrf::token(headers);
+    let mfa = mfa_summary(state, user).await;
+    csrf::with_cookie(
+        render(status, &page(user, identity, &token, message, error, mfa)),
+        cookie,
+    )
+}
+
+pub(super) fn signed_in(identity: &Option<Extension<Identity>>) -> Option<(Identity, Arc<User>)> {
     match identity {
         Some(Extension(identity @ Identity::User(user))) => Some((identity.clone(), user.clone())),
         _ => None,
     }
 }
 
-pub async fn show(headers: HeaderMap, identity: Option<Extension<Identity>>) -> Response {
+pub async fn show(
+    State(state): State<Arc<ConsoleState>>,
+    headers: HeaderMap,
+    identity: Option<Extension<Identity>>,
+) -> Response {
     let Some((identity, user)) = signed_in(&identity) else {
         return see_other("/_portico/sign-in?return=%2F_portico%2Faccount");
     };
-    let (token, cookie) = csrf::token(&headers);
-    csrf::with_cookie(
-        render(StatusCode::OK, &page(&user, &identity, &token, None, None)),
-        cookie,
+    answer(
+        &state,
+        &headers,
+        &identity,
+        &user,
+        StatusCode::OK,
+        None,
+        None,
     )
+    .await
 }
 
 /// Changes the password after checking the current one; every other session of the user ends
@@ -92,8 +147,16 @@ pub async fn change_password(
         return see_other("/_portico/sign-in");
     };
     let (token, cookie) = csrf::token(&headers);
+    let mfa = mfa_summary(&state, &user).await;
     let answer = |status, message: Option<&str>, error: Option<String>| {
-        let page = page(&user, &identity, &token, message.map(str::to_owned), error);
+        let page = page(
+            &user,
+            &identity,
+            &token,
+            message.map(str::to_owned),
+            error,
+            mfa,
+        );
         csrf::with_cookie(render(status, &page), cookie.clone())
     };
     let origin = state.urls.portal().trim_end_matches('/').to_owned();

@@ -1,9 +1,11 @@
 pub mod account;
+pub mod account_mfa;
 pub mod assets;
 pub mod csrf;
 pub mod handoff;
 pub mod not_found;
 pub mod portal;
+pub mod second_factor;
 pub mod sign_in;
 pub mod sign_out;
 

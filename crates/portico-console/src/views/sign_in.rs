@@ -9,8 +9,12 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::{Extension, Form};
 use portico_core::{ClientAddr, Identity};
+use portico_identity::mfa::MfaStatus;
 use portico_identity::throttle::Refusal;
-use portico_identity::web::{cookie_values, safe_local_path, set_cookie, SESSION_COOKIE};
+use portico_identity::web::{
+    cookie_values, safe_local_path, set_cookie, MFA_COOKIE, SESSION_COOKIE,
+};
+use portico_store::UserRow;
 use serde::Deserialize;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -46,7 +50,7 @@ pub struct SignInForm {
     return_to: String,
 }
 
-fn local_or_root(candidate: Option<&str>) -> String {
+pub(super) fn local_or_root(candidate: Option<&str>) -> String {
     candidate
         .and_then(safe_local_path)
         .unwrap_or("/")
@@ -187,19 +191,12 @@ pub async fn submit(
         );
     };
 
-    // A new session id at every sign-in (no fixation); a session the browser already had ends.
-    let cookies = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok());
-    for old in cookie_values(cookies, SESSION_COOKIE) {
-        let _ = state.sessions.end(old).await;
-    }
-    let host = request_host(&headers);
-    let session = match state.sessions.create(&user, &host, None).await {
-        Ok(session) => session,
+    let needs_second_factor = match state.mfa.status(user.id).await {
+        Ok(MfaStatus::Active { .. }) => Some(false),
+        Ok(MfaStatus::None) if state.mfa_policy.requires(user.admin) => Some(true),
+        Ok(MfaStatus::None) => None,
         Err(e) => {
-            tracing::error!("cannot create a session: {e}");
+            tracing::error!("sign-in could not read MFA settings: {e}");
             return again(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Sign-in is unavailable right now. Try again in a moment.",
@@ -207,19 +204,74 @@ pub async fn submit(
             );
         }
     };
+    if let Some(must_enrol) = needs_second_factor {
+        // No session yet: only a token naming the half-done sign-in.
+        let token = state.pending.start(user.id, &return_to, must_enrol);
+        let mut response = see_other("/_portico/sign-in/verify");
+        append_cookie(
+            &mut response,
+            &set_cookie(MFA_COOKIE, &token, "Strict", false, Some(600)),
+        );
+        return response;
+    }
+    // Failures are forgiven only once every factor is proved, so wrong codes after a right
+    // password still count towards the account's lockout.
     state.throttle.succeeded(&account);
-    let _ = store
-        .add_audit(
-            &user.email,
-            "sign-in.success",
-            Some(&user.email),
-            "password",
-        )
+    match start_session(&state, &headers, &user, "password").await {
+        Some(cookie) => {
+            let mut response = see_other(&return_to);
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+            response
+        }
+        None => again(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Sign-in is unavailable right now. Try again in a moment.",
+            &shown_email,
+        ),
+    }
+}
+
+/// Signs a user in for good once every factor is proved: a new session id (no fixation), the
+/// browser's previous session ended, audited with `method`. Returns the session cookie.
+pub(super) async fn start_session(
+    state: &ConsoleState,
+    headers: &HeaderMap,
+    user: &UserRow,
+    method: &str,
+) -> Option<HeaderValue> {
+    let cookies = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    for old in cookie_values(cookies, SESSION_COOKIE) {
+        let _ = state.sessions.end(old).await;
+    }
+    let host = request_host(headers);
+    let session = match state.sessions.create(user, &host, None).await {
+        Ok(session) => session,
+        Err(e) => {
+            tracing::error!("cannot create a session: {e}");
+            return None;
+        }
+    };
+    let _ = state
+        .accounts
+        .store()
+        .add_audit(&user.email, "sign-in.success", Some(&user.email), method)
         .await;
-    let mut response = see_other(&return_to);
-    let value = set_cookie(SESSION_COOKIE, &session.cookie_value, "Lax", false, None);
-    if let Ok(value) = HeaderValue::from_str(&value) {
+    HeaderValue::from_str(&set_cookie(
+        SESSION_COOKIE,
+        &session.cookie_value,
+        "Lax",
+        false,
+        None,
+    ))
+    .ok()
+}
+
+/// Adds a `Set-Cookie` header.
+pub(super) fn append_cookie(response: &mut Response, cookie: &str) {
+    if let Ok(value) = HeaderValue::from_str(cookie) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
-    response
 }

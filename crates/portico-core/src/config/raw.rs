@@ -15,6 +15,7 @@ pub struct ConfigFile {
     pub fleet: Fleet,
     #[serde(default)]
     pub auth: Auth,
+    pub smtp: Option<Smtp>,
     #[serde(default)]
     pub apps: Vec<App>,
 }
@@ -25,6 +26,20 @@ pub struct Auth {
     pub session_idle_timeout_secs: Option<u64>,
     pub session_lifetime_secs: Option<u64>,
     pub contact: Option<String>,
+    pub require_mfa: Option<String>,
+    pub invitation_lifetime_secs: Option<u64>,
+    pub password_reset_lifetime_secs: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Smtp {
+    pub host: String,
+    pub port: Option<u16>,
+    pub security: Option<String>,
+    pub username: Option<String>,
+    pub from: String,
+    pub timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -2,7 +2,8 @@
 
 use super::raw;
 use super::{
-    AppSpec, AuthConfig, BuildConfig, Config, FleetConfig, Installer, Problem, ServerConfig,
+    AppSpec, AuthConfig, BuildConfig, Config, FleetConfig, Installer, MfaPolicy, Problem,
+    ServerConfig, SmtpConfig, SmtpSecurity,
 };
 use crate::access::Access;
 use crate::model::Framework;
@@ -20,6 +21,7 @@ pub fn validate(raw: raw::ConfigFile, base: &Path) -> Result<Config, Vec<Problem
     let build = build(raw.build, base, &server, &mut problems);
     let fleet = fleet(raw.fleet, &mut problems);
     let auth = auth(raw.auth, &mut problems);
+    let smtp = raw.smtp.map(|raw| smtp(raw, &mut problems));
     let apps = apps(raw.apps, base, &mut problems);
     if problems.is_empty() {
         Ok(Config {
@@ -28,6 +30,7 @@ pub fn validate(raw: raw::ConfigFile, base: &Path) -> Result<Config, Vec<Problem
             build,
             fleet,
             auth,
+            smtp,
             apps,
         })
     } else {
@@ -131,13 +134,118 @@ fn auth(raw: raw::Auth, problems: &mut Vec<Problem>) -> AuthConfig {
             format!("= {lifetime} is shorter than auth.session_idle_timeout_secs ({idle}); make it at least as long"),
         ));
     }
+    let require_mfa = match raw.require_mfa.as_deref() {
+        None | Some("never") => MfaPolicy::Never,
+        Some("admins") => MfaPolicy::Admins,
+        Some("everyone") => MfaPolicy::Everyone,
+        Some(other) => {
+            problems.push(Problem::new(
+                "auth.require_mfa",
+                format!(
+                    "= \"{other}\" is not a policy; write \"never\", \"admins\" or \"everyone\""
+                ),
+            ));
+            MfaPolicy::Never
+        }
+    };
+    let invitation = raw.invitation_lifetime_secs.unwrap_or(7 * 24 * 3600);
+    let reset = raw.password_reset_lifetime_secs.unwrap_or(3600);
+    for (key, value) in [
+        ("auth.invitation_lifetime_secs", invitation),
+        ("auth.password_reset_lifetime_secs", reset),
+    ] {
+        if !(60..=30 * 24 * 3600).contains(&value) {
+            problems.push(Problem::new(
+                key,
+                format!("= {value} is out of range; links must work between 60 seconds and 30 days, e.g. 3600"),
+            ));
+        }
+    }
     AuthConfig {
+        require_mfa,
+        invitation_lifetime: Duration::from_secs(invitation),
+        password_reset_lifetime: Duration::from_secs(reset),
         session_idle_timeout: Duration::from_secs(idle),
         session_lifetime: Duration::from_secs(lifetime),
         contact: raw
             .contact
             .filter(|c| !c.trim().is_empty())
             .unwrap_or_else(|| "your Portico administrator".into()),
+    }
+}
+
+fn smtp(raw: raw::Smtp, problems: &mut Vec<Problem>) -> SmtpConfig {
+    let host = raw.host.trim().to_owned();
+    let loopback = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if host.is_empty() {
+        problems.push(Problem::new(
+            "smtp.host",
+            "is empty; write the mail server's name, e.g. \"smtp.example.com\"",
+        ));
+    }
+    let security = match raw.security.as_deref() {
+        None | Some("starttls") => SmtpSecurity::StartTls,
+        Some("tls") => SmtpSecurity::Tls,
+        Some("none") if loopback => SmtpSecurity::None,
+        Some("none") => {
+            problems.push(Problem::new(
+                "smtp.security",
+                format!("= \"none\" would send links that sign people in unencrypted to {host}; it is only allowed for a mail server on this machine (localhost). Use \"starttls\" or \"tls\""),
+            ));
+            SmtpSecurity::None
+        }
+        Some(other) => {
+            problems.push(Problem::new(
+                "smtp.security",
+                format!("= \"{other}\" is not a choice; write \"starttls\" (port 587), \"tls\" (port 465) or, for a local relay, \"none\""),
+            ));
+            SmtpSecurity::StartTls
+        }
+    };
+    let port = raw.port.unwrap_or(match security {
+        SmtpSecurity::StartTls => 587,
+        SmtpSecurity::Tls => 465,
+        SmtpSecurity::None => 25,
+    });
+    if !looks_like_sender(&raw.from) {
+        problems.push(Problem::new(
+            "smtp.from",
+            format!(
+                "= \"{}\" is not an e-mail sender; write e.g. \"Portico <portico@example.com>\"",
+                raw.from
+            ),
+        ));
+    }
+    SmtpConfig {
+        host,
+        port,
+        security,
+        username: raw.username.filter(|u| !u.is_empty()),
+        from: raw.from,
+        timeout: Duration::from_secs(raw.timeout_secs.unwrap_or(20).max(1)),
+    }
+}
+
+/// `ada@example.com` or `Name <ada@example.com>`; the mailer parses it fully.
+fn looks_like_sender(from: &str) -> bool {
+    let from = from.trim();
+    let address = match (from.rfind('<'), from.strip_suffix('>')) {
+        (Some(open), Some(inner)) => &inner[open + 1..],
+        _ => from,
+    };
+    match address.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && !address.chars().any(|c| c.is_whitespace() || c.is_control())
+        }
+        None => false,
     }
 }
 
