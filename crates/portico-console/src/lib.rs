@@ -51,6 +51,18 @@ pub fn router(state: Arc<ConsoleState>) -> axum::Router {
             axum::routing::post(views::second_factor::enrol),
         )
         .route("/_portico/handoff", get(views::handoff::start))
+        .route(
+            "/_portico/welcome",
+            get(views::links::welcome).post(views::links::accept_invitation),
+        )
+        .route(
+            "/_portico/reset-password",
+            get(views::links::reset).post(views::links::complete_reset),
+        )
+        .route(
+            "/_portico/forgot-password",
+            get(views::links::forgot_form).post(views::links::forgot_submit),
+        )
         .route("/_portico/account", get(views::account::show))
         .route(
             "/_portico/account/password",

@@ -6,11 +6,15 @@
 mod authenticator;
 mod browser;
 mod portico;
+mod python;
+mod smtp_sink;
 mod visitor;
 
 pub use authenticator::Authenticator;
 pub use browser::Browser;
 pub use portico::{AppConfig, Portico, PorticoConfig};
+pub use python::python_with;
+pub use smtp_sink::{link_in, Mail, SmtpSink};
 pub use visitor::{Landing, Visitor};
 
 use std::path::{Path, PathBuf};

@@ -505,42 +505,7 @@ async fn the_portal_lists_only_what_each_person_may_open() {
 
 /// A Python with PyJWT: an implementation independent of the one that signs.
 fn python_with_pyjwt() -> std::path::PathBuf {
-    let env = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/portico-test-pyjwt");
-    let python = env.join("bin/python");
-    if std::process::Command::new(&python)
-        .args(["-c", "import jwt, cryptography"])
-        .status()
-        .is_ok_and(|s| s.success())
-    {
-        return python;
-    }
-    let uv = std::process::Command::new("uv")
-        .args(["venv", "--quiet"])
-        .arg(&env)
-        .status();
-    if uv.is_ok_and(|s| s.success()) {
-        let installed = std::process::Command::new("uv")
-            .args(["pip", "install", "--quiet", "--python"])
-            .arg(&python)
-            .arg("pyjwt[crypto]")
-            .status()
-            .unwrap();
-        assert!(installed.success(), "uv could not install PyJWT");
-    } else {
-        assert!(std::process::Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&env)
-            .status()
-            .unwrap()
-            .success());
-        let pip = std::process::Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "pyjwt[crypto]"])
-            .status()
-            .unwrap();
-        assert!(pip.success(), "pip could not install PyJWT");
-    }
-    python
+    portico_testkit::python_with("pyjwt", "jwt, cryptography", "pyjwt[crypto]")
 }
 
 const VERIFY_WITH_PYJWT: &str = r#"

@@ -3,6 +3,7 @@ pub mod account_mfa;
 pub mod assets;
 pub mod csrf;
 pub mod handoff;
+pub mod links;
 pub mod not_found;
 pub mod portal;
 pub mod second_factor;
