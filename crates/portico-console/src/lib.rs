@@ -84,6 +84,20 @@ pub fn router(state: Arc<ConsoleState>) -> axum::Router {
             "/_portico/account/mfa/remove",
             axum::routing::post(views::account_mfa::remove),
         )
+        .route("/_portico/admin/users", get(views::admin_users::list))
+        .route(
+            "/_portico/admin/users/invite",
+            axum::routing::post(views::admin_users::invite),
+        )
+        .route(
+            "/_portico/admin/users/action",
+            axum::routing::post(views::admin_users::act),
+        )
+        .route(
+            "/_portico/admin/groups",
+            get(views::admin_groups::list).post(views::admin_groups::add),
+        )
+        .route("/_portico/admin/audit", get(views::admin_audit::list))
         .route("/_portico/portico.css", get(views::assets::stylesheet))
         .route("/.well-known/portico/jwks.json", get(views::assets::jwks))
         .fallback(views::not_found::page)

@@ -1,5 +1,9 @@
 pub mod account;
 pub mod account_mfa;
+pub mod admin;
+pub mod admin_audit;
+pub mod admin_groups;
+pub mod admin_users;
 pub mod assets;
 pub mod csrf;
 pub mod handoff;
@@ -43,6 +47,8 @@ pub fn render(status: StatusCode, template: &impl askama::Template) -> Response 
 /// The header bar of every page: who is signed in, and the token of the sign-out form.
 pub struct Nav {
     pub user: Option<String>,
+    /// Shows the link to the admin pages.
+    pub admin: bool,
     pub csrf: String,
 }
 
@@ -50,6 +56,7 @@ impl Nav {
     pub fn new(identity: &Identity, csrf: &str) -> Nav {
         Nav {
             user: identity.user().map(|u| u.display_name.clone()),
+            admin: identity.user().is_some_and(|u| u.admin),
             csrf: csrf.to_owned(),
         }
     }
