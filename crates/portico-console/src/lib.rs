@@ -5,6 +5,7 @@ mod views;
 
 use axum::routing::get;
 use portico_core::{MfaPolicy, PublicUrls, SharedRoutes};
+use portico_identity::web::CookieRules;
 use portico_identity::{
     Accounts, AssertionSigner, Handoffs, Links, Mailer, Mfa, PendingSignIns, Sessions, Throttle,
 };
@@ -27,6 +28,8 @@ pub struct ConsoleState {
     pub mailer: Option<Mailer>,
     /// Whom to ask (from `[auth] contact`).
     pub contact: String,
+    /// Cookie names and flags: `__Host-` and `Secure` under TLS.
+    pub cookies: CookieRules,
 }
 
 /// The portal's routes, served by the edge for the portal host. The edge puts the request's

@@ -2,17 +2,23 @@
 
 use http::{header, HeaderMap};
 use portico_core::Identity;
-use portico_identity::web::{cookie_values, SESSION_COOKIE};
+use portico_identity::web::{CookieRules, SESSION_COOKIE};
 use portico_identity::Sessions;
 
 /// The identity of a request to `host` (the Host header as sent, lowercased). Every value of
 /// the session cookie is tried, so a cookie planted alongside the real one cannot shadow it.
-pub fn identify(headers: &HeaderMap, host: &str, sessions: &Sessions) -> Identity {
+pub fn identify(
+    headers: &HeaderMap,
+    host: &str,
+    sessions: &Sessions,
+    cookies: CookieRules,
+) -> Identity {
     let values = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok());
-    cookie_values(values, SESSION_COOKIE)
+    cookies
+        .values(values, SESSION_COOKIE)
         .find_map(|value| sessions.lookup(value, host))
         .map(Identity::User)
         .unwrap_or(Identity::Anonymous)

@@ -15,6 +15,7 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use metrics_exporter_prometheus::PrometheusHandle;
 use portico_core::{AppRoute, AppStatus, Decision, Identity, PublicUrls, SharedRoutes};
+use portico_identity::web::CookieRules;
 use portico_identity::{AssertionSigner, AuditSink, Handoffs, Sessions};
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -117,7 +118,13 @@ impl Edge {
             }
             // Sessions are bound to the host as the browser names it, port included.
             let session_host = lowercase(host_header.or(authority).unwrap_or(""));
-            let identity = identify(req.headers(), &session_host, &self.options.sessions);
+            let cookies = CookieRules::for_scheme(self.options.urls.scheme());
+            let identity = identify(
+                req.headers(),
+                &session_host,
+                &self.options.sessions,
+                cookies,
+            );
             let table = self.routes.load();
             let target = route(
                 &table,
@@ -166,6 +173,7 @@ impl Edge {
                 &self.options.sessions,
                 &self.options.handoffs,
                 &self.portal_url,
+                CookieRules::for_scheme(self.options.urls.scheme()),
             )
             .await;
             return self.finish(&route.name, started, response);

@@ -8,9 +8,7 @@ use crate::router::Mode;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use portico_core::PublicUrls;
-use portico_identity::web::{
-    cookie_values, safe_local_path, set_cookie, SESSION_COOKIE, STATE_COOKIE,
-};
+use portico_identity::web::{safe_local_path, CookieRules, SESSION_COOKIE, STATE_COOKIE};
 use portico_identity::{Handoffs, Sessions};
 
 /// Paths under this prefix on an app's own host belong to Portico, not the app.
@@ -27,6 +25,15 @@ fn see_other(location: &str) -> Response<ProxyBody> {
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// The handshake's state cookie: only sent to the callback path, for five minutes.
+fn state_cookie(rules: CookieRules, value: &str, max_age: i64) -> String {
+    let secure = if rules.secure { "; Secure" } else { "" };
+    format!(
+        "{}={value}; Path={CALLBACK}; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}",
+        rules.name(STATE_COOKIE)
+    )
 }
 
 fn encode(value: &str) -> String {
@@ -71,9 +78,7 @@ pub fn required(
                 "{portal}_portico/handoff?to={}&state={state}",
                 encode(&here)
             ));
-            let cookie = format!(
-                "{STATE_COOKIE}={state}; Path={CALLBACK}; HttpOnly; SameSite=Lax; Max-Age=300"
-            );
+            let cookie = state_cookie(CookieRules::for_scheme(urls.scheme()), &state, 300);
             if let Ok(value) = HeaderValue::from_str(&cookie) {
                 response.headers_mut().insert(header::SET_COOKIE, value);
             }
@@ -88,6 +93,7 @@ pub async fn on_app_host(
     sessions: &Sessions,
     handoffs: &Handoffs,
     portal: &str,
+    cookies: CookieRules,
 ) -> Response<ProxyBody> {
     if req.uri().path() != CALLBACK {
         return plain(StatusCode::NOT_FOUND, "not found\n");
@@ -107,12 +113,13 @@ pub async fn on_app_host(
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default()
         .to_ascii_lowercase();
+    let rules = cookies;
     let cookies = req
         .headers()
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok());
-    let states = cookie_values(cookies, STATE_COOKIE);
+    let states = rules.values(cookies, STATE_COOKIE);
     let pending = code
         .as_deref()
         .and_then(|code| handoffs.redeem(code, &host, states));
@@ -138,12 +145,11 @@ pub async fn on_app_host(
     {
         Ok(Some(session)) => {
             let mut response = see_other(&target);
-            let cookie = set_cookie(SESSION_COOKIE, &session.cookie_value, "Lax", false, None);
+            let cookie = rules.set(SESSION_COOKIE, &session.cookie_value, "Lax", None);
             if let Ok(value) = HeaderValue::from_str(&cookie) {
                 response.headers_mut().append(header::SET_COOKIE, value);
             }
-            let spent =
-                format!("{STATE_COOKIE}=; Path={CALLBACK}; HttpOnly; SameSite=Lax; Max-Age=0");
+            let spent = state_cookie(rules, "", 0);
             if let Ok(value) = HeaderValue::from_str(&spent) {
                 response.headers_mut().append(header::SET_COOKIE, value);
             }

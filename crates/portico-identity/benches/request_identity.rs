@@ -40,9 +40,13 @@ fn request_identity(c: &mut Criterion) {
             .await
             .unwrap()
             .cookie_value;
-        let signer = AssertionSigner::load(&store, "http://localhost:8080/")
-            .await
-            .unwrap();
+        let signer = AssertionSigner::load(
+            &store,
+            &portico_identity::SecretBox::from_key([3; 32]),
+            "http://localhost:8080/",
+        )
+        .await
+        .unwrap();
         (sessions, cookie, signer)
     });
     let user = User {

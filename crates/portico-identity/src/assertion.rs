@@ -11,6 +11,7 @@
 //! docs/benchmarks.md), so an assertion is reused for the same user and app for up to a minute
 //! (it then still has four minutes to live); a cached one costs about 100 ns.
 
+use crate::secrets::SecretBox;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use bytes::Bytes;
@@ -98,21 +99,52 @@ fn jwk(row: &SigningKeyRow) -> Result<serde_json::Value, AssertionError> {
     }))
 }
 
-/// Adds a new signing key (the next start signs with it).
-pub async fn rotate(store: &Store) -> Result<String, AssertionError> {
-    let row = new_key_row();
+fn purpose(kid: &str) -> String {
+    format!("signing-key:{kid}")
+}
+
+/// Adds a new signing key, sealed with the instance's secret key (the next start signs with
+/// it).
+pub async fn rotate(store: &Store, secrets: &SecretBox) -> Result<String, AssertionError> {
+    let mut row = new_key_row();
+    row.private_der = secrets.seal(&purpose(&row.kid), &row.private_der);
     store.add_signing_key(&row, KEYS_KEPT).await?;
     Ok(row.kid)
 }
 
+/// The keys in clear. A key stored in clear by a version before sealing (PKCS#8 DER starts
+/// with a SEQUENCE tag, 0x30; sealed values with a version byte, 0x01) is sealed now.
+async fn open_keys(
+    store: &Store,
+    secrets: &SecretBox,
+    rows: Vec<SigningKeyRow>,
+) -> Result<Vec<SigningKeyRow>, AssertionError> {
+    let mut opened = Vec::with_capacity(rows.len());
+    for mut row in rows {
+        if row.private_der.first() == Some(&0x30) {
+            let sealed = secrets.seal(&purpose(&row.kid), &row.private_der);
+            store.replace_signing_key_bytes(&row.kid, &sealed).await?;
+        } else {
+            row.private_der = secrets
+                .open(&purpose(&row.kid), &row.private_der)
+                .map_err(|e| AssertionError::Key(e.to_string()))?;
+        }
+        opened.push(row);
+    }
+    Ok(opened)
+}
+
 impl AssertionSigner {
     /// Loads the keys, making the first one on the first start.
-    pub async fn load(store: &Store, issuer: &str) -> Result<AssertionSigner, AssertionError> {
-        let mut keys = store.signing_keys().await?;
-        if keys.is_empty() {
-            rotate(store).await?;
-            keys = store.signing_keys().await?;
+    pub async fn load(
+        store: &Store,
+        secrets: &SecretBox,
+        issuer: &str,
+    ) -> Result<AssertionSigner, AssertionError> {
+        if store.signing_keys().await?.is_empty() {
+            rotate(store, secrets).await?;
         }
+        let keys = open_keys(store, secrets, store.signing_keys().await?).await?;
         let newest = keys
             .first()
             .ok_or_else(|| AssertionError::Key("no signing key".into()))?;
@@ -193,12 +225,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn keys_are_sealed_at_rest_and_a_key_kept_in_clear_is_sealed_on_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let legacy = new_key_row();
+        let clear = legacy.private_der.clone();
+        store.add_signing_key(&legacy, KEYS_KEPT).await.unwrap();
+        let secrets = SecretBox::from_key([3; 32]);
+        let signer = AssertionSigner::load(&store, &secrets, "http://localhost:8080/")
+            .await
+            .unwrap();
+        assert!(signer.jwks().contains(&legacy.kid));
+        let stored = store.signing_keys().await.unwrap();
+        assert_eq!(stored[0].kid, legacy.kid);
+        assert_ne!(stored[0].private_der, clear, "sealed now");
+        assert!(
+            AssertionSigner::load(&store, &SecretBox::from_key([4; 32]), "x")
+                .await
+                .is_err(),
+            "another instance key cannot read it"
+        );
+        let again = AssertionSigner::load(&store, &secrets, "http://localhost:8080/")
+            .await
+            .unwrap();
+        assert_eq!(again.jwks(), signer.jwks());
+    }
+
+    #[tokio::test]
     async fn assertions_verify_against_the_published_key_and_survive_one_rotation() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).await.unwrap();
-        let first = AssertionSigner::load(&store, "http://localhost:8080/")
-            .await
-            .unwrap();
+        let first = AssertionSigner::load(
+            &store,
+            &SecretBox::from_key([3; 32]),
+            "http://localhost:8080/",
+        )
+        .await
+        .unwrap();
         let token = String::from_utf8(first.assertion(&ada(), "sales").unwrap().to_vec()).unwrap();
         assert_eq!(
             first.assertion(&ada(), "sales").unwrap(),
@@ -206,10 +269,14 @@ mod tests {
             "reused within a minute"
         );
 
-        rotate(&store).await.unwrap();
-        let second = AssertionSigner::load(&store, "http://localhost:8080/")
-            .await
-            .unwrap();
+        rotate(&store, &SecretBox::from_key([3; 32])).await.unwrap();
+        let second = AssertionSigner::load(
+            &store,
+            &SecretBox::from_key([3; 32]),
+            "http://localhost:8080/",
+        )
+        .await
+        .unwrap();
         let jwks: serde_json::Value = serde_json::from_str(second.jwks()).unwrap();
         assert_eq!(
             jwks["keys"].as_array().unwrap().len(),
@@ -238,10 +305,14 @@ mod tests {
             LIFETIME_SECS
         );
 
-        rotate(&store).await.unwrap();
-        let third = AssertionSigner::load(&store, "http://localhost:8080/")
-            .await
-            .unwrap();
+        rotate(&store, &SecretBox::from_key([3; 32])).await.unwrap();
+        let third = AssertionSigner::load(
+            &store,
+            &SecretBox::from_key([3; 32]),
+            "http://localhost:8080/",
+        )
+        .await
+        .unwrap();
         assert!(
             !third.jwks().contains(&header.kid.unwrap()),
             "two rotations later the first key is retired"

@@ -31,7 +31,9 @@ pub fn without_portico_cookies(header: &str) -> Option<String> {
         .filter(|pair| !pair.is_empty())
         .filter(|pair| {
             let name = pair.split('=').next().unwrap_or("");
-            !name.starts_with("portico_") && !name.starts_with("__Host-portico_")
+            !name.starts_with("portico_")
+                && !name.starts_with("__Host-portico_")
+                && !name.starts_with("__Secure-portico_")
         })
         .collect();
     (!kept.is_empty()).then(|| kept.join("; "))
@@ -54,6 +56,63 @@ pub fn set_cookie(
         cookie.push_str("; Secure");
     }
     cookie
+}
+
+/// How Portico names and flags its cookies. Under TLS each name gets the `__Host-` prefix (the
+/// browser then accepts the cookie only if it is `Secure`, `Path=/` and has no `Domain`, so a
+/// sibling sub-domain or a plain-HTTP page cannot plant or overwrite it) and every cookie is
+/// `Secure`. The handshake's state cookie, scoped to the callback path, gets `__Secure-`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CookieRules {
+    pub secure: bool,
+}
+
+impl CookieRules {
+    /// Secure cookies when the public scheme is `https`.
+    pub fn for_scheme(scheme: &str) -> CookieRules {
+        CookieRules {
+            secure: scheme == "https",
+        }
+    }
+
+    /// The name a cookie has on the wire.
+    pub fn name(self, base: &'static str) -> &'static str {
+        if !self.secure {
+            return base;
+        }
+        match base {
+            SESSION_COOKIE => "__Host-portico_session",
+            CSRF_COOKIE => "__Host-portico_csrf",
+            MFA_COOKIE => "__Host-portico_mfa",
+            STATE_COOKIE => "__Secure-portico_state",
+            other => other,
+        }
+    }
+
+    /// `Set-Cookie` for one of Portico's cookies (path `/`).
+    pub fn set(
+        self,
+        base: &'static str,
+        value: &str,
+        same_site: &str,
+        max_age: Option<i64>,
+    ) -> String {
+        set_cookie(self.name(base), value, same_site, self.secure, max_age)
+    }
+
+    /// `Set-Cookie` that removes one of Portico's cookies.
+    pub fn clear(self, base: &'static str) -> String {
+        clear_cookie(self.name(base), self.secure)
+    }
+
+    /// The values of one of Portico's cookies in `Cookie` headers.
+    pub fn values<'a>(
+        self,
+        headers: impl Iterator<Item = &'a str> + 'a,
+        base: &'static str,
+    ) -> impl Iterator<Item = &'a str> + 'a {
+        cookie_values(headers, self.name(base))
+    }
 }
 
 /// Removes a cookie.
@@ -98,6 +157,34 @@ pub fn app_url_parts<'a>(url: &'a str, scheme: &str, domain: &str) -> Option<(&'
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn under_tls_cookies_are_host_prefixed_and_secure() {
+        let tls = CookieRules::for_scheme("https");
+        let set = tls.set(SESSION_COOKIE, "v", "Lax", None);
+        assert_eq!(
+            set,
+            "__Host-portico_session=v; Path=/; HttpOnly; SameSite=Lax; Secure"
+        );
+        assert_eq!(tls.name(STATE_COOKIE), "__Secure-portico_state");
+        let found: Vec<&str> = tls
+            .values(
+                ["portico_session=plain; __Host-portico_session=v"].into_iter(),
+                SESSION_COOKIE,
+            )
+            .collect();
+        assert_eq!(found, ["v"], "over TLS only the prefixed cookie counts");
+        let plain = CookieRules::for_scheme("http");
+        assert_eq!(
+            plain.set(SESSION_COOKIE, "v", "Lax", None),
+            "portico_session=v; Path=/; HttpOnly; SameSite=Lax"
+        );
+        assert_eq!(
+            without_portico_cookies("a=1; __Host-portico_session=x; __Secure-portico_state=y"),
+            Some("a=1".into())
+        );
+    }
+
     use super::*;
 
     #[test]

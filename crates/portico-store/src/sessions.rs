@@ -127,6 +127,16 @@ impl Store {
         .await?)
     }
 
+    /// Replaces a key's stored form (a key kept in clear by an older version gets sealed).
+    pub async fn replace_signing_key_bytes(&self, kid: &str, private_der: &[u8]) -> Result<()> {
+        sqlx::query("UPDATE signing_keys SET private_der = ? WHERE kid = ?")
+            .bind(private_der)
+            .bind(kid)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Adds a key; keys older than the newest `keep` are retired (dropped from the JWKS).
     pub async fn add_signing_key(&self, key: &SigningKeyRow, keep: i64) -> Result<()> {
         let mut tx = self.pool.begin().await?;

@@ -449,10 +449,11 @@ pub enum KeysCommand {
 pub async fn keys(explicit: Option<PathBuf>, command: KeysCommand) -> ExitCode {
     finish(
         async {
+            let secrets = SecretBox::for_data_dir(&data_dir(explicit.clone())?).map_err(|e| e.to_string())?;
             let accounts = accounts(explicit).await?;
             match command {
                 KeysCommand::Rotate => {
-                    let kid = portico_identity::assertion::rotate(accounts.store()).await.map_err(|e| e.to_string())?;
+                    let kid = portico_identity::assertion::rotate(accounts.store(), &secrets).await.map_err(|e| e.to_string())?;
                     accounts.store().add_audit(&actor(), "keys.rotate", Some(&kid), "").await.map_err(|e| e.to_string())?;
                     println!("New signing key {kid}. Portico signs assertions with it from its next start.");
                 }

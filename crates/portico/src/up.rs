@@ -141,12 +141,12 @@ async fn serve(validated: Validated) -> Result<(), String> {
         .map_err(|e| format!("cannot load sessions: {e}"))?;
     sessions.spawn_sync(std::time::Duration::from_secs(1));
     let handoffs = Arc::new(Handoffs::default());
+    let secrets = SecretBox::for_data_dir(&data_dir).map_err(|e| e.to_string())?;
     let assertions = Arc::new(
-        AssertionSigner::load(&store, &urls.portal())
+        AssertionSigner::load(&store, &secrets, &urls.portal())
             .await
             .map_err(|e| format!("cannot load the assertion signing key: {e}"))?,
     );
-    let secrets = SecretBox::for_data_dir(&data_dir).map_err(|e| e.to_string())?;
     let mailer = match &config.smtp {
         Some(smtp) => Some(Mailer::new(smtp).map_err(|e| e.to_string())?),
         None => None,
@@ -174,6 +174,7 @@ async fn serve(validated: Validated) -> Result<(), String> {
         ),
         mailer,
         contact: config.auth.contact.clone(),
+        cookies: portico_identity::web::CookieRules::for_scheme(urls.scheme()),
     }));
     let options = EdgeOptions {
         urls: urls.clone(),

@@ -10,7 +10,7 @@ use axum::response::Response;
 use axum::{Extension, Form};
 use portico_core::{Identity, User};
 use portico_identity::mfa::MfaStatus;
-use portico_identity::web::{clear_cookie, set_cookie, SESSION_COOKIE};
+use portico_identity::web::SESSION_COOKIE;
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -100,7 +100,7 @@ pub(super) async fn answer(
     message: Option<String>,
     error: Option<String>,
 ) -> Response {
-    let (token, cookie) = csrf::token(headers);
+    let (token, cookie) = csrf::token(state, headers);
     let mfa = mfa_summary(state, user).await;
     csrf::with_cookie(
         render(status, &page(user, identity, &token, message, error, mfa)),
@@ -146,7 +146,7 @@ pub async fn change_password(
     let Some((identity, user)) = signed_in(&identity) else {
         return see_other("/_portico/sign-in");
     };
-    let (token, cookie) = csrf::token(&headers);
+    let (token, cookie) = csrf::token(&state, &headers);
     let mfa = mfa_summary(&state, &user).await;
     let answer = |status, message: Option<&str>, error: Option<String>| {
         let page = page(
@@ -159,8 +159,7 @@ pub async fn change_password(
         );
         csrf::with_cookie(render(status, &page), cookie.clone())
     };
-    let origin = state.urls.portal().trim_end_matches('/').to_owned();
-    if csrf::check(&headers, &form.csrf, &origin).is_err() {
+    if csrf::check(&state, &headers, &form.csrf).is_err() {
         return answer(
             StatusCode::FORBIDDEN,
             None,
@@ -220,8 +219,10 @@ pub async fn change_password(
         None,
     );
     let value = match fresh {
-        Some(session) => set_cookie(SESSION_COOKIE, &session.cookie_value, "Lax", false, None),
-        None => clear_cookie(SESSION_COOKIE, false),
+        Some(session) => state
+            .cookies
+            .set(SESSION_COOKIE, &session.cookie_value, "Lax", None),
+        None => state.cookies.clear(SESSION_COOKIE),
     };
     if let Ok(value) = HeaderValue::from_str(&value) {
         response.headers_mut().append(header::SET_COOKIE, value);
@@ -239,8 +240,7 @@ pub async fn sign_out_everywhere(
     let Some((_, user)) = signed_in(&identity) else {
         return see_other("/_portico/sign-in");
     };
-    let origin = state.urls.portal().trim_end_matches('/').to_owned();
-    if csrf::check(&headers, &form.csrf, &origin).is_err() {
+    if csrf::check(&state, &headers, &form.csrf).is_err() {
         return see_other("/_portico/account");
     }
     if let Err(e) = state.sessions.end_all_for_user(user.id).await {
@@ -252,7 +252,7 @@ pub async fn sign_out_everywhere(
         .add_audit(&user.email, "sign-out.everywhere", Some(&user.email), "")
         .await;
     let mut response = see_other("/_portico/sign-in");
-    if let Ok(value) = HeaderValue::from_str(&clear_cookie(SESSION_COOKIE, false)) {
+    if let Ok(value) = HeaderValue::from_str(&state.cookies.clear(SESSION_COOKIE)) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     response

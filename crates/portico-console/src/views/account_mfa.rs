@@ -43,7 +43,7 @@ async fn enrol_page(
     user: &UserRow,
     error: Option<String>,
 ) -> Response {
-    let (token, cookie) = csrf::token(headers);
+    let (token, cookie) = csrf::token(state, headers);
     match state.mfa.enrolment(user).await {
         Ok(enrolment) => {
             let mut page = EnrolPage::new(Nav::new(identity, &token), ACTION, false, enrolment);
@@ -62,8 +62,13 @@ async fn enrol_page(
     }
 }
 
-fn codes_page(headers: &HeaderMap, identity: &Identity, codes: Vec<String>) -> Response {
-    let (token, cookie) = csrf::token(headers);
+fn codes_page(
+    state: &ConsoleState,
+    headers: &HeaderMap,
+    identity: &Identity,
+    codes: Vec<String>,
+) -> Response {
+    let (token, cookie) = csrf::token(state, headers);
     let page = RecoveryCodesPage {
         nav: Nav::new(identity, &token),
         codes,
@@ -104,12 +109,11 @@ pub async fn confirm(
     let Some(row) = row(&state, &user).await else {
         return see_other("/_portico/sign-in");
     };
-    let origin = state.urls.portal().trim_end_matches('/').to_owned();
-    if csrf::check(&headers, &form.csrf, &origin).is_err() {
+    if csrf::check(&state, &headers, &form.csrf).is_err() {
         return enrol_page(&state, &headers, &identity, &row, Some(FORGED.into())).await;
     }
     match state.mfa.confirm(&row, &form.code).await {
-        Ok(codes) => codes_page(&headers, &identity, codes),
+        Ok(codes) => codes_page(&state, &headers, &identity, codes),
         Err(e @ (MfaError::WrongCode | MfaError::NothingPending)) => {
             enrol_page(&state, &headers, &identity, &row, Some(e.to_string())).await
         }
@@ -129,8 +133,7 @@ pub async fn new_recovery_codes(
     let Some((identity, user)) = signed_in(&identity) else {
         return see_other("/_portico/sign-in");
     };
-    let origin = state.urls.portal().trim_end_matches('/').to_owned();
-    if csrf::check(&headers, &form.csrf, &origin).is_err() {
+    if csrf::check(&state, &headers, &form.csrf).is_err() {
         let error = Some(FORGED.into());
         return answer(
             &state,
@@ -147,7 +150,7 @@ pub async fn new_recovery_codes(
         return see_other("/_portico/sign-in");
     };
     match state.mfa.replace_recovery_codes(&row).await {
-        Ok(codes) => codes_page(&headers, &identity, codes),
+        Ok(codes) => codes_page(&state, &headers, &identity, codes),
         Err(e) => {
             tracing::error!("cannot replace recovery codes: {e}");
             see_other("/_portico/account")
@@ -170,8 +173,7 @@ pub async fn remove(
         let (state, headers, identity, user) = (&state, &headers, &identity, &user);
         async move { answer(state, headers, identity, user, status, message, error).await }
     };
-    let origin = state.urls.portal().trim_end_matches('/').to_owned();
-    if csrf::check(&headers, &form.csrf, &origin).is_err() {
+    if csrf::check(&state, &headers, &form.csrf).is_err() {
         return reply(StatusCode::FORBIDDEN, None, Some(FORGED.into())).await;
     }
     if state.mfa_policy.requires(user.admin) {

@@ -35,7 +35,7 @@ pub async fn require_admin(
                 .store()
                 .add_audit(&user.email, "admin.denied", Some(path), "")
                 .await;
-            let (token, cookie) = csrf::token(headers);
+            let (token, cookie) = csrf::token(state, headers);
             let page = Refused {
                 nav: Nav::new(identity, &token),
                 heading: "Only administrators can open this page",
@@ -58,8 +58,7 @@ pub async fn require_admin(
 
 /// The CSRF check of admin forms; `Err` with the words to show.
 pub fn check_form(state: &ConsoleState, headers: &HeaderMap, token: &str) -> Result<(), String> {
-    let origin = state.urls.portal().trim_end_matches('/').to_owned();
-    csrf::check(headers, token, &origin).map_err(|_| {
+    csrf::check(state, headers, token).map_err(|_| {
         "This form was sent from another site or had expired; nothing changed. Try again."
             .to_owned()
     })

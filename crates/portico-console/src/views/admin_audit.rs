@@ -92,7 +92,7 @@ pub async fn list(
             Vec::new()
         }
     };
-    let (token, cookie) = csrf::token(&headers);
+    let (token, cookie) = csrf::token(&state, &headers);
     let status = if error.is_some() {
         StatusCode::BAD_REQUEST
     } else {

@@ -46,7 +46,7 @@ async fn page(
     message: Option<String>,
     error: Option<String>,
 ) -> Response {
-    let (token, cookie) = csrf::token(headers);
+    let (token, cookie) = csrf::token(state, headers);
     let store = state.accounts.store();
     let (groups, memberships) = match (state.accounts.groups().await, store.memberships().await) {
         (Ok(groups), Ok(memberships)) => (groups, memberships),

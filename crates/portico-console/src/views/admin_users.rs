@@ -91,7 +91,7 @@ async fn page(
     identity: &Identity,
     outcome: Outcome,
 ) -> Response {
-    let (token, cookie) = csrf::token(headers);
+    let (token, cookie) = csrf::token(state, headers);
     let store = state.accounts.store();
     let (users, groups, with_mfa) = match (
         state.accounts.list().await,

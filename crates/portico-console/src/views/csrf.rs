@@ -5,30 +5,33 @@
 //! 2. a double-submit token: a random value in an HttpOnly, SameSite=Strict cookie that the
 //!    form must repeat, compared in constant time.
 
+use crate::ConsoleState;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::Response;
-use portico_identity::web::{cookie_values, set_cookie, CSRF_COOKIE};
+use portico_identity::web::CSRF_COOKIE;
 use rand::RngCore;
 use subtle::ConstantTimeEq;
 
 /// The token to put in a form, and the cookie to set when the browser has none yet.
-pub fn token(headers: &HeaderMap) -> (String, Option<String>) {
-    let existing = cookie_values(
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok()),
-        CSRF_COOKIE,
-    )
-    .find(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
-    .map(str::to_owned);
+pub fn token(state: &ConsoleState, headers: &HeaderMap) -> (String, Option<String>) {
+    let existing = state
+        .cookies
+        .values(
+            headers
+                .get_all(header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+            CSRF_COOKIE,
+        )
+        .find(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_owned);
     match existing {
         Some(token) => (token, None),
         None => {
             let mut raw = [0u8; 32];
             rand::rng().fill_bytes(&mut raw);
             let token = hex::encode(raw);
-            let cookie = set_cookie(CSRF_COOKIE, &token, "Strict", false, None);
+            let cookie = state.cookies.set(CSRF_COOKIE, &token, "Strict", None);
             (token, Some(cookie))
         }
     }
@@ -49,8 +52,10 @@ pub enum Forgery {
     BadToken,
 }
 
-/// Checks both defences. `portal_origin` is `http://localhost:8080` (no trailing slash).
-pub fn check(headers: &HeaderMap, form_token: &str, portal_origin: &str) -> Result<(), Forgery> {
+/// Checks both defences against the portal's origin (`http://localhost:8080`).
+pub fn check(state: &ConsoleState, headers: &HeaderMap, form_token: &str) -> Result<(), Forgery> {
+    let portal = state.urls.portal();
+    let portal_origin = portal.trim_end_matches('/');
     let same_origin = match headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
         Some(origin) => origin == portal_origin,
         None => headers
@@ -65,7 +70,7 @@ pub fn check(headers: &HeaderMap, form_token: &str, portal_origin: &str) -> Resu
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok());
-    let matches = cookie_values(cookies, CSRF_COOKIE).any(|cookie| {
+    let matches = state.cookies.values(cookies, CSRF_COOKIE).any(|cookie| {
         !cookie.is_empty() && bool::from(cookie.as_bytes().ct_eq(form_token.as_bytes()))
     });
     if matches {

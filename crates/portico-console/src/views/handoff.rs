@@ -10,7 +10,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Extension;
 use portico_core::Identity;
-use portico_identity::web::{app_url_parts, cookie_values, SESSION_COOKIE};
+use portico_identity::web::{app_url_parts, SESSION_COOKIE};
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -65,7 +65,9 @@ pub async fn start(
         .filter_map(|v| v.to_str().ok());
     let host_here = super::request_host(&headers);
     // The portal session the code is made from (the one that identified this request).
-    let parent = cookie_values(cookies, SESSION_COOKIE)
+    let parent = state
+        .cookies
+        .values(cookies, SESSION_COOKIE)
         .find(|v| state.sessions.lookup(v, &host_here).is_some());
     let Some(parent) = parent else {
         return see_other("/_portico/sign-in");

@@ -112,7 +112,7 @@ async fn show(
     purpose: LinkPurpose,
     token: String,
 ) -> Response {
-    let (csrf_token, cookie) = csrf::token(headers);
+    let (csrf_token, cookie) = csrf::token(state, headers);
     let open = match state.links.check(purpose, &token).await {
         Ok(open) => open,
         Err(problem) => return csrf::with_cookie(problem_page(&csrf_token, &problem), cookie),
@@ -152,7 +152,7 @@ async fn set_password(
     purpose: LinkPurpose,
     form: SetPasswordForm,
 ) -> Response {
-    let (csrf_token, cookie) = csrf::token(headers);
+    let (csrf_token, cookie) = csrf::token(state, headers);
     let (heading, action) = heading(purpose);
     let again = |status, email: String, error: String| {
         let page = SetPasswordPage {
@@ -171,8 +171,7 @@ async fn set_password(
         Err(problem) => return csrf::with_cookie(problem_page(&csrf_token, &problem), cookie),
     };
     let email = open.user.email.clone();
-    let origin = state.urls.portal().trim_end_matches('/').to_owned();
-    if csrf::check(headers, &form.csrf, &origin).is_err() {
+    if csrf::check(state, headers, &form.csrf).is_err() {
         return again(StatusCode::FORBIDDEN, email, FORGED.into());
     }
     if form.password != form.repeat {
@@ -230,7 +229,7 @@ pub async fn complete_reset(
 }
 
 pub async fn forgot_form(State(state): State<Arc<ConsoleState>>, headers: HeaderMap) -> Response {
-    let (token, cookie) = csrf::token(&headers);
+    let (token, cookie) = csrf::token(&state, &headers);
     let page = ForgotPage {
         nav: Nav::new(&Identity::Anonymous, &token),
         contact: state.mailer.is_none().then(|| state.contact.clone()),
@@ -251,7 +250,7 @@ pub async fn forgot_submit(
     let client = client
         .map(|e| e.0 .0)
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    let (token, cookie) = csrf::token(&headers);
+    let (token, cookie) = csrf::token(&state, &headers);
     let page = |status, sent_to: Option<String>, error: Option<&str>| {
         let page = ForgotPage {
             nav: Nav::new(&Identity::Anonymous, &token),
@@ -261,8 +260,7 @@ pub async fn forgot_submit(
         };
         csrf::with_cookie(render(status, &page), cookie.clone())
     };
-    let origin = state.urls.portal().trim_end_matches('/').to_owned();
-    if csrf::check(&headers, &form.csrf, &origin).is_err() {
+    if csrf::check(&state, &headers, &form.csrf).is_err() {
         return page(StatusCode::FORBIDDEN, None, Some(FORGED));
     }
     let Some(mailer) = state.mailer.clone() else {

@@ -70,7 +70,7 @@ pub async fn page(
         })
         .collect();
     let running = apps.iter().filter(|a| a.status == "running").count();
-    let (token, cookie) = csrf::token(&headers);
+    let (token, cookie) = csrf::token(&state, &headers);
     let page = PortalPage {
         nav: Nav::new(&identity, &token),
         apps,

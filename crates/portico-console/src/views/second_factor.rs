@@ -13,7 +13,7 @@ use axum::Form;
 use portico_core::Identity;
 use portico_identity::mfa::{Enrolment, MfaError, Proof};
 use portico_identity::pending::PendingSignIn;
-use portico_identity::web::{clear_cookie, cookie_values, MFA_COOKIE};
+use portico_identity::web::MFA_COOKIE;
 use portico_store::UserRow;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -87,7 +87,7 @@ async fn pending(
     let restart = || see_other("/_portico/sign-in");
     let (token, pending) = state
         .pending
-        .get(cookie_values(cookies, MFA_COOKIE))
+        .get(state.cookies.values(cookies, MFA_COOKIE))
         .ok_or_else(restart)?;
     match state.accounts.store().user_by_id(pending.user_id).await {
         Ok(Some(user)) if !user.disabled => Ok((token, pending, user)),
@@ -103,7 +103,7 @@ pub async fn form(State(state): State<Arc<ConsoleState>>, headers: HeaderMap) ->
         Ok(found) => found,
         Err(response) => return response,
     };
-    let (token, cookie) = csrf::token(&headers);
+    let (token, cookie) = csrf::token(&state, &headers);
     let nav = Nav::new(&Identity::Anonymous, &token);
     if pending.must_enrol {
         return match state.mfa.enrolment(&user).await {
@@ -141,7 +141,7 @@ async fn signed_in(
     match start_session(state, headers, user, method).await {
         Some(cookie) => {
             response.headers_mut().append(header::SET_COOKIE, cookie);
-            append_cookie(&mut response, &clear_cookie(MFA_COOKIE, false));
+            append_cookie(&mut response, &state.cookies.clear(MFA_COOKIE));
             response
         }
         None => see_other("/_portico/sign-in"),
@@ -186,7 +186,7 @@ pub async fn verify(
         Ok(found) => found,
         Err(response) => return response,
     };
-    let (csrf_token, cookie) = csrf::token(&headers);
+    let (csrf_token, cookie) = csrf::token(&state, &headers);
     let again = |status, error: String| {
         let page = VerifyPage {
             nav: Nav::new(&Identity::Anonymous, &csrf_token),
@@ -194,8 +194,7 @@ pub async fn verify(
         };
         csrf::with_cookie(render(status, &page), cookie.clone())
     };
-    let origin = state.urls.portal().trim_end_matches('/').to_owned();
-    if csrf::check(&headers, &form.csrf, &origin).is_err() {
+    if csrf::check(&state, &headers, &form.csrf).is_err() {
         return again(
             StatusCode::FORBIDDEN,
             "This form was sent from another site or had expired; type the code again.".into(),
@@ -225,7 +224,7 @@ pub async fn verify(
                 again(StatusCode::UNAUTHORIZED, e.to_string())
             } else {
                 let mut response = see_other("/_portico/sign-in");
-                append_cookie(&mut response, &clear_cookie(MFA_COOKIE, false));
+                append_cookie(&mut response, &state.cookies.clear(MFA_COOKIE));
                 response
             }
         }
@@ -249,10 +248,9 @@ pub async fn enrol(
         Ok(found) => found,
         Err(response) => return response,
     };
-    let (csrf_token, cookie) = csrf::token(&headers);
+    let (csrf_token, cookie) = csrf::token(&state, &headers);
     let nav = || Nav::new(&Identity::Anonymous, &csrf_token);
-    let origin = state.urls.portal().trim_end_matches('/').to_owned();
-    let forged = csrf::check(&headers, &form.csrf, &origin).is_err();
+    let forged = csrf::check(&state, &headers, &form.csrf).is_err();
     if !pending.must_enrol {
         return see_other("/_portico/sign-in/verify");
     }

@@ -11,9 +11,7 @@ use axum::{Extension, Form};
 use portico_core::{ClientAddr, Identity};
 use portico_identity::mfa::MfaStatus;
 use portico_identity::throttle::Refusal;
-use portico_identity::web::{
-    cookie_values, safe_local_path, set_cookie, MFA_COOKIE, SESSION_COOKIE,
-};
+use portico_identity::web::{safe_local_path, MFA_COOKIE, SESSION_COOKIE};
 use portico_store::UserRow;
 use serde::Deserialize;
 use std::net::{IpAddr, Ipv4Addr};
@@ -58,6 +56,7 @@ pub(super) fn local_or_root(candidate: Option<&str>) -> String {
 }
 
 pub async fn form(
+    State(state): State<Arc<ConsoleState>>,
     headers: HeaderMap,
     identity: Option<Extension<Identity>>,
     Query(query): Query<ReturnQuery>,
@@ -67,7 +66,7 @@ pub async fn form(
     if identity.user().is_some() {
         return see_other(&return_to);
     }
-    let (token, cookie) = csrf::token(&headers);
+    let (token, cookie) = csrf::token(&state, &headers);
     let page = SignInPage {
         nav: Nav::new(&identity, &token),
         email: String::new(),
@@ -87,7 +86,7 @@ pub async fn submit(
         .map(|e| e.0 .0)
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let return_to = local_or_root(Some(&form.return_to));
-    let (token, cookie) = csrf::token(&headers);
+    let (token, cookie) = csrf::token(&state, &headers);
     let again = |status, error: &str, email: &str| {
         let page = SignInPage {
             nav: Nav::new(&Identity::Anonymous, &token),
@@ -97,8 +96,7 @@ pub async fn submit(
         };
         csrf::with_cookie(render(status, &page), cookie.clone())
     };
-    let origin = state.urls.portal().trim_end_matches('/').to_owned();
-    match csrf::check(&headers, &form.csrf, &origin) {
+    match csrf::check(&state, &headers, &form.csrf) {
         Ok(()) => {}
         Err(Forgery::ForeignOrigin) => {
             return again(
@@ -210,7 +208,7 @@ pub async fn submit(
         let mut response = see_other("/_portico/sign-in/verify");
         append_cookie(
             &mut response,
-            &set_cookie(MFA_COOKIE, &token, "Strict", false, Some(600)),
+            &state.cookies.set(MFA_COOKIE, &token, "Strict", Some(600)),
         );
         return response;
     }
@@ -243,7 +241,7 @@ pub(super) async fn start_session(
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok());
-    for old in cookie_values(cookies, SESSION_COOKIE) {
+    for old in state.cookies.values(cookies, SESSION_COOKIE) {
         let _ = state.sessions.end(old).await;
     }
     let host = request_host(headers);
@@ -259,13 +257,11 @@ pub(super) async fn start_session(
         .store()
         .add_audit(&user.email, "sign-in.success", Some(&user.email), method)
         .await;
-    HeaderValue::from_str(&set_cookie(
-        SESSION_COOKIE,
-        &session.cookie_value,
-        "Lax",
-        false,
-        None,
-    ))
+    HeaderValue::from_str(
+        &state
+            .cookies
+            .set(SESSION_COOKIE, &session.cookie_value, "Lax", None),
+    )
     .ok()
 }
 

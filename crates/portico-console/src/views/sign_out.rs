@@ -8,7 +8,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Form};
 use portico_core::Identity;
-use portico_identity::web::{clear_cookie, cookie_values, SESSION_COOKIE};
+use portico_identity::web::SESSION_COOKIE;
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -24,8 +24,7 @@ pub async fn submit(
     identity: Option<Extension<Identity>>,
     Form(form): Form<SignOutForm>,
 ) -> Response {
-    let origin = state.urls.portal().trim_end_matches('/').to_owned();
-    if csrf::check(&headers, &form.csrf, &origin).is_err() {
+    if csrf::check(&state, &headers, &form.csrf).is_err() {
         return (
             StatusCode::FORBIDDEN,
             "This sign-out was sent from another site or had expired; use the Sign out button.",
@@ -36,7 +35,7 @@ pub async fn submit(
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok());
-    for value in cookie_values(cookies, SESSION_COOKIE) {
+    for value in state.cookies.values(cookies, SESSION_COOKIE) {
         if let Err(e) = state.sessions.end(value).await {
             tracing::error!("cannot end a session: {e}");
         }
@@ -49,7 +48,7 @@ pub async fn submit(
             .await;
     }
     let mut response = see_other("/_portico/sign-in");
-    if let Ok(value) = HeaderValue::from_str(&clear_cookie(SESSION_COOKIE, false)) {
+    if let Ok(value) = HeaderValue::from_str(&state.cookies.clear(SESSION_COOKIE)) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     response
