@@ -236,3 +236,20 @@ fn apps_before_portico_ever_ran_says_how_to_start_it() {
         "looking creates nothing"
     );
 }
+
+#[test]
+fn sign_in_and_mail_settings_that_make_no_sense_are_refused_all_at_once() {
+    let (code, message) = check(
+        "[auth]\nrequire_mfa = \"sometimes\"\npassword_reset_lifetime_secs = 5\n\
+         [smtp]\nhost = \"smtp.example.com\"\nsecurity = \"none\"\nfrom = \"nobody\"\n",
+    );
+    assert_eq!(code, 2);
+    for expected in [
+        "auth.require_mfa = \"sometimes\" is not a policy",
+        "auth.password_reset_lifetime_secs = 5 is out of range",
+        "smtp.security = \"none\" would send links that sign people in unencrypted",
+        "smtp.from = \"nobody\" is not an e-mail sender",
+    ] {
+        assert!(message.contains(expected), "{expected} in:\n{message}");
+    }
+}
