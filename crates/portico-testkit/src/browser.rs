@@ -124,6 +124,22 @@ impl Browser {
         self.client.current_url().await.unwrap().to_string()
     }
 
+    /// Waits (up to 10 s) until opening `url` leads to Portico's sign-in page: the session
+    /// there has ended.
+    pub async fn wait_until_signed_out_of(&self, url: &str) {
+        let client = &self.client;
+        crate::eventually(
+            &format!("{url} to ask for sign-in again"),
+            Duration::from_secs(10),
+            || async move {
+                client.goto(url).await.ok()?;
+                let now = client.current_url().await.ok()?;
+                now.as_str().contains("/_portico/sign-in").then_some(())
+            },
+        )
+        .await;
+    }
+
     /// Fills and submits Portico's sign-in form (the browser must be on it).
     pub async fn sign_in(&self, email: &str, password: &str) {
         self.type_into("#email", email).await;

@@ -60,6 +60,12 @@ impl Visitor {
             .unwrap()
     }
 
+    /// The text of a portal page (`path` such as `/_portico/account`), not following redirects.
+    pub async fn page(&self, path: &str) -> String {
+        let url = format!("{}{path}", self.portal());
+        self.get(&url).await.text().await.unwrap()
+    }
+
     /// Follows redirects like a browser, at most 10.
     pub async fn open(&self, url: &str) -> Landing {
         let mut url = url.to_owned();

@@ -56,12 +56,7 @@ async fn only_admins_reach_the_admin_pages_and_every_change_is_audited() {
     // Ada turns on MFA (the admin will reset it).
     let ada = Visitor::new(&portico, &[]);
     ada.sign_in(ADA.0, ADA.1).await;
-    let enrol_page = ada
-        .get(&format!("{}/_portico/account/mfa", ada.portal()))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let enrol_page = ada.page("/_portico/account/mfa").await;
     let mut phone = Authenticator::from_enrolment_page(&enrol_page);
     let enrolled = ada
         .post_form("/_portico/account/mfa", &[("code", &phone.code().await)])
@@ -88,12 +83,7 @@ async fn only_admins_reach_the_admin_pages_and_every_change_is_audited() {
     )
     .await;
     assert_eq!(status, 200, "{page}");
-    let groups = root
-        .get(&format!("{}/_portico/admin/groups", root.portal()))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let groups = root.page("/_portico/admin/groups").await;
     assert!(
         groups.contains("<td>finance</td><td>bob@example.com</td>"),
         "{groups}"
@@ -171,29 +161,15 @@ async fn only_admins_reach_the_admin_pages_and_every_change_is_audited() {
     assert!(page.contains("is not an action"), "{page}");
 
     // The audit page filters; a nonsense limit is explained, not a 500.
-    let audit = root
-        .get(&format!(
-            "{}/_portico/admin/audit?action=user.disable",
-            root.portal()
-        ))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let audit = root.page("/_portico/admin/audit?action=user.disable").await;
     assert!(
         audit.contains("<td>root@example.com</td><td>user.disable</td><td>bob@example.com</td>"),
         "{audit}"
     );
     assert!(!audit.contains("sign-in.success"), "{audit}");
     let denied = root
-        .get(&format!(
-            "{}/_portico/admin/audit?actor=bob%40example.com",
-            root.portal()
-        ))
-        .await
-        .text()
-        .await
-        .unwrap();
+        .page("/_portico/admin/audit?actor=bob%40example.com")
+        .await;
     assert!(denied.contains("admin.denied"), "{denied}");
     let nonsense = root
         .get(&format!(
@@ -209,14 +185,10 @@ async fn only_admins_reach_the_admin_pages_and_every_change_is_audited() {
         .contains("Show between 1 and 5000 entries"));
     for action in ["group.add", "mfa.remove", "user.invite"] {
         let found = root
-            .get(&format!(
-                "{}/_portico/admin/audit?action={action}&actor=root%40example.com",
-                root.portal()
+            .page(&format!(
+                "/_portico/admin/audit?action={action}&actor=root%40example.com"
             ))
-            .await
-            .text()
-            .await
-            .unwrap();
+            .await;
         assert!(
             found.contains(&format!("<td>{action}</td>")),
             "{action}: {found}"

@@ -3,9 +3,8 @@
 //! replayed or absurd codes get clear answers and count towards the lockout.
 
 use portico_testkit::{
-    audit_actions, eventually, AppConfig, Authenticator, Browser, Portico, PorticoConfig, Visitor,
+    audit_actions, AppConfig, Authenticator, Browser, Portico, PorticoConfig, Visitor,
 };
-use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_portico");
 const ADA: (&str, &str) = ("ada@example.com", "analytical-engine-1843");
@@ -93,18 +92,7 @@ async fn in_a_browser_a_person_signs_in_with_password_and_totp_and_uses_only_the
         .await;
     browser.click("nav form button").await;
     browser.wait_for_text("E-mail").await;
-    let client = &browser.client;
-    let streamlit = &streamlit;
-    eventually(
-        "the dashboard to ask for sign-in again",
-        Duration::from_secs(10),
-        || async move {
-            client.goto(streamlit).await.ok()?;
-            let url = client.current_url().await.ok()?;
-            url.as_str().contains("/_portico/sign-in").then_some(())
-        },
-    )
-    .await;
+    browser.wait_until_signed_out_of(&streamlit).await;
     let audit = portico.cli(&["audit", "--json"]);
     let actions = audit_actions(&audit.stdout);
     assert!(actions.contains(&"mfa.enrol".to_owned()), "{actions:?}");
@@ -112,12 +100,7 @@ async fn in_a_browser_a_person_signs_in_with_password_and_totp_and_uses_only_the
 
 /// Ada, signed in with only her password, sets up an authenticator from her account page.
 async fn enrol(ada: &Visitor) -> (Authenticator, Vec<String>) {
-    let page = ada
-        .get(&format!("{}/_portico/account/mfa", ada.portal()))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let page = ada.page("/_portico/account/mfa").await;
     let mut phone = Authenticator::from_enrolment_page(&page);
     let wrong = ada
         .post_form("/_portico/account/mfa", &[("code", "12")])
@@ -208,12 +191,7 @@ async fn wrong_replayed_and_absurd_codes_are_refused_clearly_and_a_recovery_code
     assert_eq!(status, 303);
     assert_eq!(location, "/_portico/account", "where the sign-in started");
     assert!(ada.session_cookie("localhost").is_some());
-    let account = ada
-        .get(&format!("{}/_portico/account", ada.portal()))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let account = ada.page("/_portico/account").await;
     assert!(account.contains("9 recovery codes left"), "{account}");
 
     // The same recovery code a second time is refused.

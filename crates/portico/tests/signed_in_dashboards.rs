@@ -1,8 +1,7 @@
 //! In a real browser: sign in, use a dashboard on its own host, and see every example
 //! dashboard know who you are.
 
-use portico_testkit::{eventually, AppConfig, Browser, Portico, PorticoConfig};
-use std::time::Duration;
+use portico_testkit::{AppConfig, Browser, Portico, PorticoConfig};
 
 const BIN: &str = env!("CARGO_BIN_EXE_portico");
 
@@ -59,21 +58,5 @@ async fn a_person_signs_in_uses_streamlit_on_its_own_host_and_every_example_know
         .await;
     browser.click("nav form button").await;
     browser.wait_for_text("E-mail").await;
-    let client = &browser.client;
-    let streamlit = &streamlit;
-    eventually(
-        "the dashboard to ask for sign-in again",
-        Duration::from_secs(10),
-        || async move {
-            client.goto(streamlit).await.ok()?;
-            client
-                .current_url()
-                .await
-                .ok()?
-                .as_str()
-                .contains("/_portico/sign-in")
-                .then_some(())
-        },
-    )
-    .await;
+    browser.wait_until_signed_out_of(&streamlit).await;
 }

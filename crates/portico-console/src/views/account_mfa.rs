@@ -2,7 +2,7 @@
 
 use super::account::{answer, signed_in};
 use super::csrf;
-use super::second_factor::{EnrolPage, RecoveryCodesPage};
+use super::second_factor::{CodeForm, EnrolPage, RecoveryCodesPage};
 use super::{render, see_other, Nav};
 use crate::ConsoleState;
 use axum::extract::State;
@@ -12,19 +12,10 @@ use axum::{Extension, Form};
 use portico_core::{Identity, User};
 use portico_identity::mfa::{MfaError, MfaStatus};
 use portico_store::UserRow;
-use serde::Deserialize;
 use std::sync::Arc;
 
 const ACTION: &str = "/_portico/account/mfa";
 const FORGED: &str = "This form was sent from another site or had expired; try again.";
-
-#[derive(Deserialize)]
-pub struct CodeForm {
-    #[serde(default)]
-    code: String,
-    #[serde(default)]
-    csrf: String,
-}
 
 async fn row(state: &ConsoleState, user: &User) -> Option<UserRow> {
     state

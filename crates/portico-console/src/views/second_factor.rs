@@ -67,12 +67,13 @@ pub(super) struct RecoveryCodesPage {
     pub continue_to: String,
 }
 
+/// A form with a code (TOTP or recovery) and the CSRF token.
 #[derive(Deserialize)]
 pub struct CodeForm {
     #[serde(default)]
-    code: String,
+    pub(super) code: String,
     #[serde(default)]
-    csrf: String,
+    pub(super) csrf: String,
 }
 
 /// The browser's pending sign-in and its user, or a response sending it back to the start.
