@@ -164,15 +164,22 @@ impl Links {
         Ok(format!("{}{}?token={token}", self.portal, purpose.path()))
     }
 
+    /// How long a link works, in words: `7 days`, `1 hour`, `10 minutes`.
+    pub fn lifetime_words(&self, purpose: LinkPurpose) -> String {
+        let secs = self.lifetime(purpose).as_secs();
+        let (count, unit) = if secs >= 86_400 && secs.is_multiple_of(86_400) {
+            (secs / 86_400, "day")
+        } else if secs >= 3600 && secs.is_multiple_of(3600) {
+            (secs / 3600, "hour")
+        } else {
+            (secs.div_ceil(60), "minute")
+        };
+        format!("{count} {unit}{}", if count == 1 { "" } else { "s" })
+    }
+
     /// The e-mail that carries a link: subject and plain-text body.
     pub fn message(&self, purpose: LinkPurpose, url: &str) -> (String, String) {
-        let hours = self.lifetime(purpose).as_secs().div_ceil(3600);
-        let lifetime = if hours.is_multiple_of(24) {
-            let days = hours / 24;
-            format!("{days} day{}", if days == 1 { "" } else { "s" })
-        } else {
-            format!("{hours} hour{}", if hours == 1 { "" } else { "s" })
-        };
+        let lifetime = self.lifetime_words(purpose);
         match purpose {
             LinkPurpose::Invite => (
                 "You are invited to Portico".to_owned(),

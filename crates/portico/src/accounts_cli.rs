@@ -163,7 +163,7 @@ async fn deliver(
         LinkPurpose::Invite => "an invitation",
         LinkPurpose::Reset => "a password-reset link",
     };
-    let lifetime = humantime::format_duration(links.lifetime(purpose));
+    let lifetime = links.lifetime_words(purpose);
     match mailer {
         Some(mailer) if !print => {
             links

@@ -205,7 +205,7 @@ async fn without_a_mail_server_the_cli_prints_the_link_and_it_expires() {
     let portico = Portico::start(BIN, config).await;
     portico.add_user(ADA.0, ADA.1, &[]);
     let printed = stdout(&portico.cli(&["users", "reset-password", "--link", ADA.0]));
-    assert!(printed.contains("it works once, for 1m"), "{printed}");
+    assert!(printed.contains("it works once, for 1 minute"), "{printed}");
     let ada = Visitor::new(&portico, &[]);
     let path = path_of(&link_in(&printed), &ada.portal());
     let url = format!("{}{path}", ada.portal());
