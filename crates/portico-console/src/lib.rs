@@ -5,6 +5,7 @@ mod views;
 
 use axum::routing::get;
 use portico_core::{MfaPolicy, PublicUrls, SharedRoutes};
+use portico_identity::sso::ldap::LdapProvider;
 use portico_identity::web::CookieRules;
 use portico_identity::{
     Accounts, AssertionSigner, Handoffs, Links, Mailer, Mfa, PendingSignIns, Sessions, Throttle,
@@ -30,6 +31,10 @@ pub struct ConsoleState {
     pub contact: String,
     /// Cookie names and flags: `__Host-` and `Secure` under TLS.
     pub cookies: CookieRules,
+    /// Whether Portico's own accounts may sign in with a password.
+    pub password_sign_in: bool,
+    /// LDAP directories, tried in order after Portico's own accounts.
+    pub ldap: Vec<LdapProvider>,
 }
 
 /// The portal's routes, served by the edge for the portal host. The edge puts the request's

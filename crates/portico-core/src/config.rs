@@ -6,6 +6,8 @@
 //! naming the key, what is wrong and what to write instead.
 
 mod raw;
+mod sso;
+pub use sso::{LdapConfig, LdapGroups, LdapSecurity, SsoCommon};
 mod validate;
 
 use crate::model::Framework;
@@ -42,6 +44,10 @@ pub struct AuthConfig {
     pub invitation_lifetime: Duration,
     /// How long a password-reset link works.
     pub password_reset_lifetime: Duration,
+    /// Whether Portico's own accounts may sign in with a password. LDAP accounts use the same
+    /// form either way; `false` suits organisations where everyone comes through SSO.
+    pub password_sign_in: bool,
+    pub ldap: Vec<LdapConfig>,
 }
 
 /// `[auth] require_mfa`: who must have a second factor to sign in.

@@ -12,7 +12,10 @@ pub mod routes;
 pub mod urls;
 
 pub use access::{Access, Decision};
-pub use config::{AppSpec, Config, ConfigError, MfaPolicy, Problem, SmtpConfig, SmtpSecurity};
+pub use config::{
+    AppSpec, Config, ConfigError, LdapConfig, LdapGroups, LdapSecurity, MfaPolicy, Problem,
+    SmtpConfig, SmtpSecurity, SsoCommon,
+};
 pub use model::{AppStatus, ClientAddr, Framework, Identity, MountStyle, ReplicaState, User};
 pub use routes::{AppRoute, RouteTable, SharedRoutes};
 pub use urls::PublicUrls;

@@ -30,6 +30,8 @@ pub enum IdentityError {
     LastAdmin { email: String },
     #[error("{0} already has an account with a password; send a password reset link instead (`portico users reset-password --link {0}`)")]
     AlreadyActive(String),
+    #[error("{email} signs in through {provider}, which manages the password; change it there")]
+    External { email: String, provider: String },
     #[error("{0} is disabled; enable it first with `portico users enable {0}`")]
     Disabled(String),
     #[error("{0}")]

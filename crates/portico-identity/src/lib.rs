@@ -14,6 +14,7 @@ pub mod password;
 pub mod pending;
 pub mod secrets;
 pub mod sessions;
+pub mod sso;
 pub mod throttle;
 pub mod web;
 

@@ -130,6 +130,12 @@ impl Links {
         if user.disabled {
             return Err(IdentityError::Disabled(email));
         }
+        if let Some(provider) = self.store.external_providers_of(user.id).await?.first() {
+            return Err(IdentityError::External {
+                email,
+                provider: provider.clone(),
+            });
+        }
         let url = self.issue(LinkPurpose::Reset, &user, actor).await?;
         Ok((user, url))
     }

@@ -5,6 +5,7 @@
 //! embedded default; the SQL is kept to what PostgreSQL also accepts so that a second backend
 //! is a new pool type and a migrations folder, not new queries.
 
+mod external;
 mod identity;
 mod links;
 mod mfa;

@@ -5,6 +5,7 @@
 
 mod authenticator;
 mod browser;
+pub mod directory;
 mod portico;
 mod python;
 mod smtp_sink;
@@ -12,6 +13,7 @@ mod visitor;
 
 pub use authenticator::Authenticator;
 pub use browser::Browser;
+pub use directory::Directory;
 pub use portico::{AppConfig, Portico, PorticoConfig};
 pub use python::python_with;
 pub use smtp_sink::{link_in, Mail, SmtpSink};

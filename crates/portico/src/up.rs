@@ -9,6 +9,7 @@ use portico_console::ConsoleState;
 use portico_core::{AppRoute, AppStatus, MountStyle, PublicUrls, RouteTable};
 use portico_edge::{Edge, EdgeOptions, ListenerKind, UpstreamTimeouts};
 use portico_fleet::{process::recover_orphans, Fleet, ProcessRuntime};
+use portico_identity::sso::ldap::LdapProvider;
 use portico_identity::{
     ensure_admin, Accounts, AssertionSigner, Bootstrap, Handoffs, Links, Mailer, Mfa,
     PendingSignIns, SecretBox, SessionPolicy, Sessions,
@@ -151,6 +152,14 @@ async fn serve(validated: Validated) -> Result<(), String> {
         Some(smtp) => Some(Mailer::new(smtp).map_err(|e| e.to_string())?),
         None => None,
     };
+    let ldap = config
+        .auth
+        .ldap
+        .iter()
+        .map(|l| {
+            LdapProvider::new(l.clone()).map_err(|e| format!("auth.ldap \"{}\": {e}", l.common.id))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let portal = portico_console::router(Arc::new(ConsoleState {
         routes: routes.clone(),
         urls: urls.clone(),
@@ -175,6 +184,8 @@ async fn serve(validated: Validated) -> Result<(), String> {
         mailer,
         contact: config.auth.contact.clone(),
         cookies: portico_identity::web::CookieRules::for_scheme(urls.scheme()),
+        password_sign_in: config.auth.password_sign_in,
+        ldap,
     }));
     let options = EdgeOptions {
         urls: urls.clone(),

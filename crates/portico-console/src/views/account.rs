@@ -166,6 +166,16 @@ pub async fn change_password(
             Some("This form was sent from another site or had expired; try again.".into()),
         );
     }
+    if let Ok(Some(provider)) = state
+        .accounts
+        .store()
+        .external_providers_of(user.id)
+        .await
+        .map(|p| p.into_iter().next())
+    {
+        let error = format!("Your password is managed by {provider}; change it there.");
+        return answer(StatusCode::BAD_REQUEST, None, Some(error));
+    }
     if form.new != form.repeat {
         return answer(
             StatusCode::BAD_REQUEST,

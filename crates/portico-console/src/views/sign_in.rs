@@ -10,6 +10,8 @@ use axum::response::Response;
 use axum::{Extension, Form};
 use portico_core::{ClientAddr, Identity};
 use portico_identity::mfa::MfaStatus;
+use portico_identity::sso::ldap::LdapOutcome;
+use portico_identity::sso::provision;
 use portico_identity::throttle::Refusal;
 use portico_identity::web::{safe_local_path, MFA_COOKIE, SESSION_COOKIE};
 use portico_store::UserRow;
@@ -25,6 +27,8 @@ const MAX_PASSWORD: usize = 1024;
 #[template(path = "sign_in.html")]
 struct SignInPage {
     nav: Nav,
+    /// With a directory configured people may type a user name, not only an address.
+    directory: bool,
     email: String,
     return_to: String,
     error: Option<String>,
@@ -69,6 +73,7 @@ pub async fn form(
     let (token, cookie) = csrf::token(&state, &headers);
     let page = SignInPage {
         nav: Nav::new(&identity, &token),
+        directory: !state.ldap.is_empty(),
         email: String::new(),
         return_to,
         error: None,
@@ -90,6 +95,7 @@ pub async fn submit(
     let again = |status, error: &str, email: &str| {
         let page = SignInPage {
             nav: Nav::new(&Identity::Anonymous, &token),
+            directory: !state.ldap.is_empty(),
             email: email.to_owned(),
             return_to: return_to.clone(),
             error: Some(error.to_owned()),
@@ -149,15 +155,10 @@ pub async fn submit(
     let user = if email.len() > MAX_EMAIL || form.password.len() > MAX_PASSWORD {
         None
     } else {
-        match state.accounts.verify(email, &form.password).await {
+        match authenticate(&state, email, &form.password).await {
             Ok(user) => user,
-            Err(e) => {
-                tracing::error!("sign-in could not read the accounts: {e}");
-                return again(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Sign-in is unavailable right now. Try again in a moment.",
-                    &shown_email,
-                );
+            Err(message) => {
+                return again(StatusCode::SERVICE_UNAVAILABLE, &message, &shown_email);
             }
         }
     };
@@ -226,6 +227,70 @@ pub async fn submit(
             "Sign-in is unavailable right now. Try again in a moment.",
             &shown_email,
         ),
+    }
+}
+
+/// Checks a sign-in name and password: Portico's own accounts first (when allowed), then each
+/// directory in order until one knows the name. `Ok(None)` for a wrong password or an unknown
+/// name alike; `Err` with words for the person when no answer could be had (the precise
+/// reason is logged).
+async fn authenticate(
+    state: &ConsoleState,
+    login: &str,
+    password: &str,
+) -> Result<Option<UserRow>, String> {
+    let unavailable = || "Sign-in is unavailable right now. Try again in a moment.".to_owned();
+    if state.password_sign_in {
+        match state.accounts.verify(login, password).await {
+            Ok(Some(user)) => return Ok(Some(user)),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!("sign-in could not read the accounts: {e}");
+                return Err(unavailable());
+            }
+        }
+    }
+    let mut failed = false;
+    for directory in state.ldap.iter() {
+        match directory.authenticate(login, password).await {
+            Ok(LdapOutcome::NoSuchUser) => continue,
+            Ok(LdapOutcome::WrongPassword) => return Ok(None),
+            Ok(LdapOutcome::SignedIn(profile)) => {
+                let store = state.accounts.store();
+                let settings = &directory.config.common;
+                return match provision(store, settings, &profile, &state.contact).await {
+                    Ok(user) => Ok(Some(user)),
+                    Err(e) => {
+                        tracing::warn!(
+                            "{} sign-in of {} refused: {e:?}",
+                            profile.provider,
+                            profile.subject
+                        );
+                        let _ = store
+                            .add_audit(
+                                &profile.provider,
+                                "sign-in.refused",
+                                Some(&profile.email),
+                                &e.to_string(),
+                            )
+                            .await;
+                        Err(e.to_string())
+                    }
+                };
+            }
+            Err(e) => {
+                tracing::error!(
+                    "directory {} could not check a sign-in: {e}",
+                    directory.provider()
+                );
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        Err(unavailable())
+    } else {
+        Ok(None)
     }
 }
 

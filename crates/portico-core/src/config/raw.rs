@@ -27,6 +27,10 @@ pub struct Auth {
     pub session_lifetime_secs: Option<u64>,
     pub contact: Option<String>,
     pub require_mfa: Option<String>,
+    /// `false` hides the e-mail and password form (single sign-on only).
+    pub password_sign_in: Option<bool>,
+    #[serde(default)]
+    pub ldap: Vec<super::sso::RawLdap>,
     pub invitation_lifetime_secs: Option<u64>,
     pub password_reset_lifetime_secs: Option<u64>,
 }

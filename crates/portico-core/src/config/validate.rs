@@ -161,7 +161,23 @@ fn auth(raw: raw::Auth, problems: &mut Vec<Problem>) -> AuthConfig {
             ));
         }
     }
+    let mut ids = std::collections::HashSet::new();
+    let ldap: Vec<_> = raw
+        .ldap
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| super::sso::ldap(i, l, &mut ids, problems))
+        .collect();
+    let password_sign_in = raw.password_sign_in.unwrap_or(true);
+    if !password_sign_in && ldap.is_empty() {
+        problems.push(Problem::new(
+            "auth.password_sign_in",
+            "= false leaves no way to sign in (no single sign-on provider is configured); remove it, or add an [[auth.ldap]] provider",
+        ));
+    }
     AuthConfig {
+        password_sign_in,
+        ldap,
         require_mfa,
         invitation_lifetime: Duration::from_secs(invitation),
         password_reset_lifetime: Duration::from_secs(reset),
