@@ -5,7 +5,9 @@ mod views;
 
 use axum::routing::get;
 use portico_core::{MfaPolicy, PublicUrls, SharedRoutes};
+use portico_identity::sso::flows::SsoFlows;
 use portico_identity::sso::ldap::LdapProvider;
+use portico_identity::sso::oidc::OidcProvider;
 use portico_identity::web::CookieRules;
 use portico_identity::{
     Accounts, AssertionSigner, Handoffs, Links, Mailer, Mfa, PendingSignIns, Sessions, Throttle,
@@ -35,6 +37,9 @@ pub struct ConsoleState {
     pub password_sign_in: bool,
     /// LDAP directories, tried in order after Portico's own accounts.
     pub ldap: Vec<LdapProvider>,
+    /// OpenID Connect providers, a button each on the sign-in page.
+    pub oidc: Vec<OidcProvider>,
+    pub sso_flows: SsoFlows,
 }
 
 /// The portal's routes, served by the edge for the portal host. The edge puts the request's
@@ -59,6 +64,8 @@ pub fn router(state: Arc<ConsoleState>) -> axum::Router {
             axum::routing::post(views::second_factor::enrol),
         )
         .route("/_portico/handoff", get(views::handoff::start))
+        .route("/_portico/sso/{id}", get(views::sso::start))
+        .route("/_portico/sso/{id}/callback", get(views::sso::callback))
         .route(
             "/_portico/welcome",
             get(views::links::welcome).post(views::links::accept_invitation),

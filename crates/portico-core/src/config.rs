@@ -7,7 +7,7 @@
 
 mod raw;
 mod sso;
-pub use sso::{LdapConfig, LdapGroups, LdapSecurity, SsoCommon};
+pub use sso::{LdapConfig, LdapGroups, LdapSecurity, OidcConfig, SsoCommon};
 mod validate;
 
 use crate::model::Framework;
@@ -48,6 +48,7 @@ pub struct AuthConfig {
     /// form either way; `false` suits organisations where everyone comes through SSO.
     pub password_sign_in: bool,
     pub ldap: Vec<LdapConfig>,
+    pub oidc: Vec<OidcConfig>,
 }
 
 /// `[auth] require_mfa`: who must have a second factor to sign in.

@@ -5,6 +5,8 @@
 pub const SESSION_COOKIE: &str = "portico_session";
 /// The double-submit token of sign-in forms.
 pub const CSRF_COOKIE: &str = "portico_csrf";
+/// A sign-in in flight at an SSO provider: holds the `state` sent there (see `sso::flows`).
+pub const SSO_COOKIE: &str = "portico_sso";
 /// A sign-in waiting for its second factor (see `pending`).
 pub const MFA_COOKIE: &str = "portico_mfa";
 /// The handshake's state on an app host (see `handoff`).
@@ -84,6 +86,7 @@ impl CookieRules {
             SESSION_COOKIE => "__Host-portico_session",
             CSRF_COOKIE => "__Host-portico_csrf",
             MFA_COOKIE => "__Host-portico_mfa",
+            SSO_COOKIE => "__Host-portico_sso",
             STATE_COOKIE => "__Secure-portico_state",
             other => other,
         }

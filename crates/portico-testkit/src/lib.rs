@@ -6,6 +6,7 @@
 mod authenticator;
 mod browser;
 pub mod directory;
+pub mod oidc_idp;
 mod portico;
 mod python;
 mod smtp_sink;
@@ -14,6 +15,7 @@ mod visitor;
 pub use authenticator::Authenticator;
 pub use browser::Browser;
 pub use directory::Directory;
+pub use oidc_idp::{IdpAccount, OidcIdp};
 pub use portico::{AppConfig, Portico, PorticoConfig};
 pub use python::python_with;
 pub use smtp_sink::{link_in, Mail, SmtpSink};

@@ -96,6 +96,72 @@ impl Visitor {
         panic!("more than 10 redirects: {hops:?}");
     }
 
+    /// Submits the first form on a page (its `action`, resolved against the page's origin)
+    /// with `fields`, and follows the redirects like a browser.
+    pub async fn submit_form(&self, page: &Landing, fields: &[(&str, &str)]) -> Landing {
+        let start = page.body.find("action=\"").expect("a form on the page") + "action=\"".len();
+        let action = &page.body[start..start + page.body[start..].find('"').unwrap()];
+        let action = action.replace("&amp;", "&");
+        let url = if action.starts_with('/') {
+            let origin: String = page
+                .url
+                .splitn(4, '/')
+                .take(3)
+                .collect::<Vec<_>>()
+                .join("/");
+            format!("{origin}{action}")
+        } else {
+            action
+        };
+        // The form's hidden inputs go along, as a browser sends them.
+        let form_html = &page.body[start..];
+        let form_html = &form_html[..form_html.find("</form>").unwrap_or(form_html.len())];
+        let attribute = |tag: &str, name: &str| {
+            let key = format!("{name}=\"");
+            tag.find(&key).map(|i| {
+                let rest = &tag[i + key.len()..];
+                rest[..rest.find('"').unwrap_or(rest.len())].to_owned()
+            })
+        };
+        let mut all: Vec<(String, String)> = form_html
+            .split("<input")
+            .skip(1)
+            .filter(|tag| tag.contains("type=\"hidden\""))
+            .filter_map(|tag| Some((attribute(tag, "name")?, attribute(tag, "value")?)))
+            .collect();
+        all.extend(fields.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let response = self
+            .client
+            .post(&url)
+            .header(ACCEPT, "text/html,*/*")
+            .form(&all)
+            .send()
+            .await
+            .unwrap();
+        if response.status().is_redirection() {
+            let location = response.headers()[LOCATION].to_str().unwrap().to_owned();
+            let next = if location.starts_with('/') {
+                let origin: String = url.splitn(4, '/').take(3).collect::<Vec<_>>().join("/");
+                format!("{origin}{location}")
+            } else {
+                location
+            };
+            let mut landing = self.open(&next).await;
+            landing.hops.insert(0, url);
+            return landing;
+        }
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.text().await.unwrap_or_default();
+        Landing {
+            url: url.clone(),
+            status,
+            headers,
+            body,
+            hops: vec![url],
+        }
+    }
+
     /// The CSRF token of Portico's forms (also sets its cookie): from the sign-in page, or,
     /// for a browser already signed in (which that page redirects), from the portal's
     /// sign-out form.

@@ -10,6 +10,7 @@ use portico_core::{AppRoute, AppStatus, MountStyle, PublicUrls, RouteTable};
 use portico_edge::{Edge, EdgeOptions, ListenerKind, UpstreamTimeouts};
 use portico_fleet::{process::recover_orphans, Fleet, ProcessRuntime};
 use portico_identity::sso::ldap::LdapProvider;
+use portico_identity::sso::oidc::OidcProvider;
 use portico_identity::{
     ensure_admin, Accounts, AssertionSigner, Bootstrap, Handoffs, Links, Mailer, Mfa,
     PendingSignIns, SecretBox, SessionPolicy, Sessions,
@@ -160,6 +161,15 @@ async fn serve(validated: Validated) -> Result<(), String> {
             LdapProvider::new(l.clone()).map_err(|e| format!("auth.ldap \"{}\": {e}", l.common.id))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let oidc = config
+        .auth
+        .oidc
+        .iter()
+        .map(|o| {
+            OidcProvider::new(o.clone(), &urls.portal())
+                .map_err(|e| format!("auth.oidc \"{}\": {e}", o.common.id))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let portal = portico_console::router(Arc::new(ConsoleState {
         routes: routes.clone(),
         urls: urls.clone(),
@@ -186,6 +196,8 @@ async fn serve(validated: Validated) -> Result<(), String> {
         cookies: portico_identity::web::CookieRules::for_scheme(urls.scheme()),
         password_sign_in: config.auth.password_sign_in,
         ldap,
+        oidc,
+        sso_flows: Default::default(),
     }));
     let options = EdgeOptions {
         urls: urls.clone(),

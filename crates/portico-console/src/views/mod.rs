@@ -13,6 +13,7 @@ pub mod portal;
 pub mod second_factor;
 pub mod sign_in;
 pub mod sign_out;
+pub mod sso;
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -42,6 +43,27 @@ pub fn render(status: StatusCode, template: &impl askama::Template) -> Response 
         )
             .into_response(),
     }
+}
+
+/// A page with a heading and one message (errors that need a sentence, confirmations).
+#[derive(askama::Template)]
+#[template(path = "message.html")]
+pub struct MessagePage {
+    pub nav: Nav,
+    pub heading: String,
+    pub message: String,
+}
+
+/// Renders a `MessagePage`.
+pub fn message(status: StatusCode, nav: Nav, heading: &str, message: &str) -> Response {
+    render(
+        status,
+        &MessagePage {
+            nav,
+            heading: heading.to_owned(),
+            message: message.to_owned(),
+        },
+    )
 }
 
 /// The header bar of every page: who is signed in, and the token of the sign-out form.

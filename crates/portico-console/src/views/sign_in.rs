@@ -29,9 +29,30 @@ struct SignInPage {
     nav: Nav,
     /// With a directory configured people may type a user name, not only an address.
     directory: bool,
+    /// Whether to show the e-mail and password form at all.
+    password_form: bool,
+    /// A button per single sign-on provider.
+    providers: Vec<SsoButton>,
     email: String,
     return_to: String,
     error: Option<String>,
+}
+
+struct SsoButton {
+    href: String,
+    name: String,
+}
+
+fn sso_buttons(state: &ConsoleState, return_to: &str) -> Vec<SsoButton> {
+    let back: String = form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
+    state
+        .oidc
+        .iter()
+        .map(|p| SsoButton {
+            href: format!("/_portico/sso/{}?return={back}", p.config.common.id),
+            name: p.config.common.name.clone(),
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -74,6 +95,8 @@ pub async fn form(
     let page = SignInPage {
         nav: Nav::new(&identity, &token),
         directory: !state.ldap.is_empty(),
+        password_form: state.password_sign_in || !state.ldap.is_empty(),
+        providers: sso_buttons(&state, &return_to),
         email: String::new(),
         return_to,
         error: None,
@@ -96,6 +119,8 @@ pub async fn submit(
         let page = SignInPage {
             nav: Nav::new(&Identity::Anonymous, &token),
             directory: !state.ldap.is_empty(),
+            password_form: state.password_sign_in || !state.ldap.is_empty(),
+            providers: sso_buttons(&state, &return_to),
             email: email.to_owned(),
             return_to: return_to.clone(),
             error: Some(error.to_owned()),

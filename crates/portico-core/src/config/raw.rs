@@ -31,6 +31,8 @@ pub struct Auth {
     pub password_sign_in: Option<bool>,
     #[serde(default)]
     pub ldap: Vec<super::sso::RawLdap>,
+    #[serde(default)]
+    pub oidc: Vec<super::sso::RawOidc>,
     pub invitation_lifetime_secs: Option<u64>,
     pub password_reset_lifetime_secs: Option<u64>,
 }

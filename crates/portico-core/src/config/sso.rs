@@ -46,6 +46,28 @@ pub struct RawLdap {
     pub timeout_secs: Option<u64>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOidc {
+    pub id: String,
+    pub name: Option<String>,
+    #[serde(default)]
+    pub link_existing_accounts: bool,
+    #[serde(default)]
+    pub allowed_email_domains: Vec<String>,
+    pub import_groups: Option<Vec<String>>,
+    #[serde(default)]
+    pub group_map: BTreeMap<String, String>,
+    pub issuer: String,
+    pub client_id: String,
+    pub scopes: Option<Vec<String>>,
+    pub email_claim: Option<String>,
+    pub name_claim: Option<String>,
+    pub groups_claim: Option<String>,
+    pub userinfo: Option<bool>,
+    pub timeout_secs: Option<u64>,
+}
+
 /// What every provider shares, validated.
 #[derive(Debug, Clone)]
 pub struct SsoCommon {
@@ -145,6 +167,87 @@ impl LdapConfig {
             "PORTICO_LDAP_{}_PASSWORD",
             self.common.id.to_ascii_uppercase().replace('-', "_")
         )
+    }
+}
+
+/// An OpenID Connect provider (Okta, Entra ID, Keycloak, Cognito, Google, …).
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    pub common: SsoCommon,
+    /// The issuer URL; discovery reads `<issuer>/.well-known/openid-configuration`.
+    pub issuer: String,
+    pub client_id: String,
+    /// Requested scopes; `openid` is always included.
+    pub scopes: Vec<String>,
+    /// Claim paths: a top-level claim name as is (`email`, `cognito:groups`,
+    /// `https://example.com/groups`), else dot-separated (`realm_access.roles`).
+    pub email_claim: String,
+    pub name_claim: String,
+    pub groups_claim: String,
+    /// Also read the userinfo endpoint (claims there win).
+    pub userinfo: bool,
+    pub timeout: Duration,
+}
+
+impl OidcConfig {
+    /// The environment variable holding the client secret (none for a public client).
+    pub fn secret_env(&self) -> String {
+        format!(
+            "PORTICO_OIDC_{}_SECRET",
+            self.common.id.to_ascii_uppercase().replace('-', "_")
+        )
+    }
+}
+
+pub(super) fn oidc(
+    index: usize,
+    raw: RawOidc,
+    seen: &mut HashSet<String>,
+    problems: &mut Vec<Problem>,
+) -> OidcConfig {
+    let key = format!("auth.oidc[{index}]");
+    let shared = RawCommon {
+        id: raw.id,
+        name: raw.name,
+        link_existing_accounts: raw.link_existing_accounts,
+        allowed_email_domains: raw.allowed_email_domains,
+        import_groups: raw.import_groups,
+        group_map: raw.group_map,
+    };
+    let common = common(&key, shared, seen, problems);
+    let issuer = raw.issuer.trim().trim_end_matches('/').to_owned();
+    let secure = issuer.starts_with("https://");
+    let local = issuer
+        .strip_prefix("http://")
+        .is_some_and(|rest| is_loopback_host(url_host(rest)));
+    if !secure && !local {
+        problems.push(Problem::new(
+            format!("{key}.issuer"),
+            format!("= \"{issuer}\" must be an https:// URL (plain http is only accepted for a provider on this machine), e.g. \"https://login.example.com/realms/main\""),
+        ));
+    }
+    if raw.client_id.trim().is_empty() {
+        problems.push(Problem::new(
+            format!("{key}.client_id"),
+            "is empty; copy the client (application) id from the provider",
+        ));
+    }
+    let mut scopes = raw
+        .scopes
+        .unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]);
+    if !scopes.iter().any(|s| s == "openid") {
+        scopes.insert(0, "openid".into());
+    }
+    OidcConfig {
+        common,
+        issuer,
+        client_id: raw.client_id.trim().to_owned(),
+        scopes,
+        email_claim: raw.email_claim.unwrap_or_else(|| "email".into()),
+        name_claim: raw.name_claim.unwrap_or_else(|| "name".into()),
+        groups_claim: raw.groups_claim.unwrap_or_else(|| "groups".into()),
+        userinfo: raw.userinfo.unwrap_or(true),
+        timeout: Duration::from_secs(raw.timeout_secs.unwrap_or(10).max(1)),
     }
 }
 

@@ -168,16 +168,23 @@ fn auth(raw: raw::Auth, problems: &mut Vec<Problem>) -> AuthConfig {
         .enumerate()
         .map(|(i, l)| super::sso::ldap(i, l, &mut ids, problems))
         .collect();
+    let oidc: Vec<_> = raw
+        .oidc
+        .into_iter()
+        .enumerate()
+        .map(|(i, o)| super::sso::oidc(i, o, &mut ids, problems))
+        .collect();
     let password_sign_in = raw.password_sign_in.unwrap_or(true);
-    if !password_sign_in && ldap.is_empty() {
+    if !password_sign_in && ldap.is_empty() && oidc.is_empty() {
         problems.push(Problem::new(
             "auth.password_sign_in",
-            "= false leaves no way to sign in (no single sign-on provider is configured); remove it, or add an [[auth.ldap]] provider",
+            "= false leaves no way to sign in (no single sign-on provider is configured); remove it, or add an [[auth.oidc]] or [[auth.ldap]] provider",
         ));
     }
     AuthConfig {
         password_sign_in,
         ldap,
+        oidc,
         require_mfa,
         invitation_lifetime: Duration::from_secs(invitation),
         password_reset_lifetime: Duration::from_secs(reset),

@@ -2,7 +2,9 @@
 //! one place where what a provider says becomes a Portico account (just-in-time), with its
 //! groups refreshed at every sign-in.
 
+pub mod flows;
 pub mod ldap;
+pub mod oidc;
 
 use crate::email::normalize_email;
 use crate::sessions::unix_now;

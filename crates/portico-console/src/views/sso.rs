@@ -1,0 +1,222 @@
+//! Single sign-on through a provider's own pages (OIDC): `/_portico/sso/<id>` sends the browser
+//! to the provider; `/_portico/sso/<id>/callback` is where it comes back with a code. The
+//! person sees a plain sentence when something fails; the log says precisely what.
+
+use super::sign_in::{local_or_root, start_session};
+use super::{csrf, message, see_other, Nav};
+use crate::ConsoleState;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use portico_core::Identity;
+use portico_identity::sso::oidc::OidcProvider;
+use portico_identity::sso::provision;
+use portico_identity::web::SSO_COOKIE;
+use serde::Deserialize;
+use std::sync::Arc;
+
+#[derive(Deserialize)]
+pub struct StartQuery {
+    #[serde(default, rename = "return")]
+    return_to: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct CallbackQuery {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+fn provider<'a>(state: &'a ConsoleState, id: &str) -> Option<&'a OidcProvider> {
+    state.oidc.iter().find(|p| p.config.common.id == id)
+}
+
+/// A failure page: `what` for the person, nothing internal.
+fn failed(state: &ConsoleState, headers: &HeaderMap, status: StatusCode, what: &str) -> Response {
+    let (token, cookie) = csrf::token(state, headers);
+    let nav = Nav::new(&Identity::Anonymous, &token);
+    let mut response = message(status, nav, "Sign-in did not work", what);
+    if let Ok(value) = HeaderValue::from_str(&state.cookies.clear(SSO_COOKIE)) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    csrf::with_cookie(response, cookie)
+}
+
+pub async fn start(
+    State(state): State<Arc<ConsoleState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<StartQuery>,
+) -> Response {
+    let Some(provider) = provider(&state, &id) else {
+        return failed(
+            &state,
+            &headers,
+            StatusCode::NOT_FOUND,
+            "There is no such sign-in method. Go back to the sign-in page and choose again.",
+        );
+    };
+    let return_to = local_or_root(query.return_to.as_deref());
+    match provider.begin().await {
+        Ok((url, sent_state, pending)) => {
+            state.sso_flows.start(&sent_state, &id, &return_to, pending);
+            let mut response = see_other(&url);
+            let cookie = state.cookies.set(SSO_COOKIE, &sent_state, "Lax", Some(600));
+            if let Ok(value) = HeaderValue::from_str(&cookie) {
+                response.headers_mut().append(header::SET_COOKIE, value);
+            }
+            response
+        }
+        Err(e) => {
+            tracing::error!("sign-in with {} cannot start: {e}", provider.provider());
+            let what = format!(
+                "Sign-in with {} is unavailable right now. Try again in a moment, or ask {}.",
+                provider.config.common.name, state.contact
+            );
+            failed(&state, &headers, StatusCode::SERVICE_UNAVAILABLE, &what)
+        }
+    }
+}
+
+pub async fn callback(
+    State(state): State<Arc<ConsoleState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<CallbackQuery>,
+) -> Response {
+    let Some(provider) = provider(&state, &id) else {
+        return failed(
+            &state,
+            &headers,
+            StatusCode::NOT_FOUND,
+            "There is no such sign-in method.",
+        );
+    };
+    let name = provider.config.common.name.clone();
+    let cookies = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    let flow = query
+        .state
+        .as_deref()
+        .filter(|s| s.len() <= 512)
+        .and_then(|s| {
+            state
+                .sso_flows
+                .take(s, state.cookies.values(cookies, SSO_COOKIE))
+        })
+        .filter(|flow| flow.provider == id);
+    let Some(flow) = flow else {
+        // Unknown, expired, already used, or started in another browser.
+        let _ = state
+            .accounts
+            .store()
+            .add_audit(
+                &provider.provider(),
+                "sign-in.refused",
+                None,
+                "unknown or reused state",
+            )
+            .await;
+        return failed(
+            &state,
+            &headers,
+            StatusCode::BAD_REQUEST,
+            "This sign-in link has expired or was already used. Go back to the sign-in page and start again.",
+        );
+    };
+    if let Some(error) = query.error.as_deref() {
+        let detail: String = query
+            .error_description
+            .as_deref()
+            .unwrap_or("")
+            .chars()
+            .take(300)
+            .collect();
+        tracing::warn!(
+            "{} sign-in refused by the provider: {error}: {detail}",
+            provider.provider()
+        );
+        let what = format!(
+            "{name} did not sign you in. Try again, or ask {}.",
+            state.contact
+        );
+        return failed(&state, &headers, StatusCode::UNAUTHORIZED, &what);
+    }
+    let Some(code) = query
+        .code
+        .as_deref()
+        .filter(|c| !c.is_empty() && c.len() <= 4096)
+    else {
+        return failed(
+            &state,
+            &headers,
+            StatusCode::BAD_REQUEST,
+            "The provider sent no sign-in code. Start again.",
+        );
+    };
+    let profile = match provider.finish(code, &flow.oidc).await {
+        Ok(profile) => profile,
+        Err(e) => {
+            tracing::error!("{} sign-in failed: {e}", provider.provider());
+            let _ = state
+                .accounts
+                .store()
+                .add_audit(
+                    &provider.provider(),
+                    "sign-in.refused",
+                    None,
+                    &e.to_string(),
+                )
+                .await;
+            let what = format!(
+                "Sign-in with {name} did not work. Try again, or ask {} if it keeps happening.",
+                state.contact
+            );
+            return failed(&state, &headers, StatusCode::BAD_GATEWAY, &what);
+        }
+    };
+    let store = state.accounts.store();
+    let user = match provision(store, &provider.config.common, &profile, &state.contact).await {
+        Ok(user) => user,
+        Err(e) => {
+            tracing::warn!(
+                "{} sign-in of {} refused: {e:?}",
+                profile.provider,
+                profile.subject
+            );
+            let _ = store
+                .add_audit(
+                    &profile.provider,
+                    "sign-in.refused",
+                    Some(&profile.email),
+                    &e.to_string(),
+                )
+                .await;
+            return failed(&state, &headers, StatusCode::FORBIDDEN, &e.to_string());
+        }
+    };
+    match start_session(&state, &headers, &user, &profile.provider).await {
+        Some(cookie) => {
+            let mut response = see_other(&flow.return_to);
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+            if let Ok(value) = HeaderValue::from_str(&state.cookies.clear(SSO_COOKIE)) {
+                response.headers_mut().append(header::SET_COOKIE, value);
+            }
+            response
+        }
+        None => failed(
+            &state,
+            &headers,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Sign-in is unavailable right now. Try again in a moment.",
+        ),
+    }
+}
