@@ -179,3 +179,53 @@ async fn an_unreachable_provider_gets_a_friendly_page_and_the_log_says_why() {
     let unknown = v.open(&format!("{}/_portico/sso/nope", v.portal())).await;
     assert_eq!(unknown.status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oidc_provider_and_an_ldap_directory_work_side_by_side() {
+    use portico_testkit::directory::{Directory, SERVICE_PASSWORD};
+    let directory = Directory::start().await;
+    directory.add_person(
+        "grace",
+        "Grace Hopper",
+        "grace@example.com",
+        "cobol-1959-nav",
+    );
+    directory.add_group("analysts", &["grace"]);
+    let idp_port = OidcIdp::reserve_port();
+    let config = PorticoConfig {
+        sections: format!(
+            "{}{}",
+            OidcIdp::config(idp_port, "corp", ""),
+            directory.config("dir", "")
+        ),
+        env: vec![
+            ("PORTICO_OIDC_CORP_SECRET".into(), CLIENT_SECRET.into()),
+            ("PORTICO_LDAP_DIR_PASSWORD".into(), SERVICE_PASSWORD.into()),
+        ],
+        ..PorticoConfig::default()
+    }
+    .with_app(
+        AppConfig::new("sales", fixtures_dir().join("echo"))
+            .with("access = { groups = [\"analysts\"] }"),
+    );
+    let portico = Portico::start(BIN, config).await;
+    let redirect = format!("{}_portico/sso/corp/callback", portico.portal_url());
+    let idp = OidcIdp::start(idp_port, &redirect, PEOPLE).await;
+
+    // The sign-in page offers both: the provider's button and the directory's form.
+    let grace = Visitor::new(&portico, &[]);
+    let page = grace.page("/_portico/sign-in").await;
+    assert!(page.contains("Sign in with Example IdP") && page.contains("E-mail or user name"));
+    grace.sign_in("grace", "cobol-1959-nav").await;
+    let app = grace.open(&format!("{}/apps/sales/", grace.portal())).await;
+    assert_eq!(app.status, 200, "{}", app.body);
+
+    let ada = Visitor::new(&portico, &[]);
+    let start = format!(
+        "{}/_portico/sso/corp?return=%2Fapps%2Fsales%2F",
+        ada.portal()
+    );
+    let landing = idp.sign_in(&ada, &start, "ada").await;
+    assert_eq!(landing.status, 200, "{}", landing.body);
+    assert!(landing.body.contains("ada@example.com"));
+}
