@@ -10,7 +10,8 @@ use portico_identity::sso::ldap::LdapProvider;
 use portico_identity::sso::oidc::OidcProvider;
 use portico_identity::web::CookieRules;
 use portico_identity::{
-    Accounts, AssertionSigner, Handoffs, Links, Mailer, Mfa, PendingSignIns, Sessions, Throttle,
+    Accounts, AssertionSigner, Handoffs, Links, Mailer, Mfa, PendingSignIns, SecretBox, Sessions,
+    Throttle,
 };
 use std::sync::Arc;
 
@@ -38,8 +39,10 @@ pub struct ConsoleState {
     /// LDAP directories, tried in order after Portico's own accounts.
     pub ldap: Vec<LdapProvider>,
     /// OpenID Connect providers, a button each on the sign-in page.
-    pub oidc: Vec<OidcProvider>,
+    pub oidc: Vec<Arc<OidcProvider>>,
     pub sso_flows: SsoFlows,
+    /// Seals the providers' tokens kept with sessions.
+    pub secrets: SecretBox,
 }
 
 /// The portal's routes, served by the edge for the portal host. The edge puts the request's

@@ -37,6 +37,13 @@ struct LiveSession {
 /// A new session's cookie value: give it to the browser, never store or log it.
 pub struct NewSession {
     pub cookie_value: String,
+    /// What the store knows it by (SHA-256 of the value, hex).
+    pub id_hash: String,
+}
+
+/// The stored id of a session cookie value (`None` for anything that is not one).
+pub fn id_hash_of(cookie_value: &str) -> Option<String> {
+    decode(cookie_value).map(|raw| hex::encode(digest(&raw)))
 }
 
 pub struct Sessions {
@@ -165,9 +172,11 @@ impl Sessions {
         };
         self.store.insert_session(&row).await?;
         self.remember_user(user.id).await?;
+        let id_hash = row.id_hash.clone();
         self.cache(row);
         Ok(NewSession {
             cookie_value: hex::encode(raw),
+            id_hash,
         })
     }
 

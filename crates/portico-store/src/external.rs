@@ -39,6 +39,19 @@ impl Store {
         Ok(())
     }
 
+    /// The subject a provider knows a user by.
+    pub async fn external_subject(&self, provider: &str, user_id: i64) -> Result<Option<String>> {
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT subject FROM external_identities WHERE provider = ? AND user_id = ?
+             ORDER BY last_seen_at DESC LIMIT 1",
+        )
+        .bind(provider)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(s,)| s))
+    }
+
     /// Providers a user is linked to.
     pub async fn external_providers_of(&self, user_id: i64) -> Result<Vec<String>> {
         let rows: Vec<(String,)> = sqlx::query_as(
@@ -110,5 +123,79 @@ impl Store {
         }
         tx.commit().await?;
         Ok(changed)
+    }
+}
+
+/// A portal session made by single sign-on, with the provider's sealed tokens.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SsoSessionRow {
+    pub session_hash: String,
+    pub provider: String,
+    pub user_id: i64,
+    pub id_token_sealed: Option<Vec<u8>>,
+    pub refresh_sealed: Option<Vec<u8>>,
+    pub next_refresh_at: i64,
+}
+
+impl Store {
+    pub async fn insert_sso_session(&self, row: &SsoSessionRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sso_sessions (session_hash, provider, user_id, id_token_sealed, refresh_sealed, next_refresh_at)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&row.session_hash)
+        .bind(&row.provider)
+        .bind(row.user_id)
+        .bind(&row.id_token_sealed)
+        .bind(&row.refresh_sealed)
+        .bind(row.next_refresh_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn sso_session(&self, session_hash: &str) -> Result<Option<SsoSessionRow>> {
+        Ok(sqlx::query_as(
+            "SELECT session_hash, provider, user_id, id_token_sealed, refresh_sealed, next_refresh_at
+             FROM sso_sessions WHERE session_hash = ?",
+        )
+        .bind(session_hash)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Live sessions whose refresh is due, oldest first.
+    pub async fn due_sso_sessions(&self, now: i64, limit: i64) -> Result<Vec<SsoSessionRow>> {
+        Ok(sqlx::query_as(
+            "SELECT x.session_hash, x.provider, x.user_id, x.id_token_sealed, x.refresh_sealed, x.next_refresh_at
+             FROM sso_sessions x JOIN sessions s ON s.id_hash = x.session_hash
+             WHERE x.refresh_sealed IS NOT NULL AND x.next_refresh_at <= ?
+               AND s.revoked_at IS NULL AND s.expires_at > ?
+             ORDER BY x.next_refresh_at LIMIT ?",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// After a refresh: the new refresh token (when the provider rotated it) and the next time.
+    pub async fn refreshed_sso_session(
+        &self,
+        session_hash: &str,
+        refresh_sealed: Option<&[u8]>,
+        next_refresh_at: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE sso_sessions SET refresh_sealed = COALESCE(?, refresh_sealed), next_refresh_at = ?
+             WHERE session_hash = ?",
+        )
+        .bind(refresh_sealed)
+        .bind(next_refresh_at)
+        .bind(session_hash)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 }

@@ -12,6 +12,7 @@ mod mfa;
 mod rows;
 mod sessions;
 
+pub use external::SsoSessionRow;
 pub use identity::{AuditFilter, AuditRow, GroupRow, UserChange, UserRow};
 pub use links::LinkRow;
 pub use mfa::TotpRow;

@@ -5,6 +5,9 @@
 // People sign in on the provider's development login form (any password is accepted for a
 // configured account) and confirm consent.
 //
+// POST /__accounts?login=… with a JSON body of groups changes that person's groups, as an
+// administrator would in the provider's directory.
+//
 // For faults a correct provider never makes, POST /__tamper?mode=… switches what the token
 // endpoint returns (tests say when they use it):
 //   "signature": the ID token's payload is altered after signing;
@@ -46,6 +49,13 @@ const provider = new Provider(issuer, {
 });
 
 provider.use(async (ctx, next) => {
+  if (ctx.path === '/__accounts' && ctx.method === 'POST') {
+    const chunks = [];
+    for await (const chunk of ctx.req) chunks.push(chunk);
+    config.accounts[ctx.query.login].groups = JSON.parse(Buffer.concat(chunks).toString());
+    ctx.body = { ok: true };
+    return;
+  }
   if (ctx.path === '/__tamper' && ctx.method === 'POST') {
     tamper = ctx.query.mode || 'none';
     ctx.body = { tamper };

@@ -62,8 +62,13 @@ impl OidcIdp {
 
     /// The `[[auth.oidc]]` table for a provider on `port`, plus `extra` lines.
     pub fn config(port: u16, id: &str, extra: &str) -> String {
+        let scopes = if extra.contains("scopes") {
+            ""
+        } else {
+            "scopes = [\"openid\", \"email\", \"profile\", \"groups\"]\n"
+        };
         format!(
-            "[[auth.oidc]]\nid = \"{id}\"\nname = \"Example IdP\"\nissuer = \"{}\"\nclient_id = \"{CLIENT_ID}\"\nscopes = [\"openid\", \"email\", \"profile\", \"groups\"]\n{extra}\n",
+            "[[auth.oidc]]\nid = \"{id}\"\nname = \"Example IdP\"\nissuer = \"{}\"\nclient_id = \"{CLIENT_ID}\"\n{scopes}{extra}\n",
             Self::issuer_for(port)
         )
     }
@@ -79,12 +84,19 @@ impl OidcIdp {
                 )
             })
             .collect();
+        // Back to Portico's sign-in page after signing out at the provider.
+        let origin: String = redirect_uri
+            .splitn(4, '/')
+            .take(3)
+            .collect::<Vec<_>>()
+            .join("/");
         let config = serde_json::json!({
             "port": port,
             "clients": [{
                 "client_id": CLIENT_ID,
                 "client_secret": CLIENT_SECRET,
                 "redirect_uris": [redirect_uri],
+                "post_logout_redirect_uris": [format!("{origin}/_portico/sign-in")],
             }],
             "accounts": accounts,
         });
@@ -107,6 +119,20 @@ impl OidcIdp {
         )
         .await;
         OidcIdp { child, port }
+    }
+
+    /// Changes a person's groups at the provider, as its administrator would.
+    pub async fn set_groups(&self, login: &str, groups: &[&str]) {
+        let response = reqwest::Client::new()
+            .post(format!(
+                "{}/__accounts?login={login}",
+                Self::issuer_for(self.port)
+            ))
+            .body(serde_json::to_string(groups).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
     }
 
     /// Makes the token endpoint misbehave (see `idp/oidc.mjs`): "signature", "audience",

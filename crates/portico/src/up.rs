@@ -167,6 +167,7 @@ async fn serve(validated: Validated) -> Result<(), String> {
         .iter()
         .map(|o| {
             OidcProvider::new(o.clone(), &urls.portal())
+                .map(Arc::new)
                 .map_err(|e| format!("auth.oidc \"{}\": {e}", o.common.id))
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -180,7 +181,7 @@ async fn serve(validated: Validated) -> Result<(), String> {
         throttle: portico_identity::Throttle::default(),
         mfa: Mfa::new(
             store.clone(),
-            secrets,
+            secrets.clone(),
             &format!("Portico ({})", config.server.domain),
         ),
         mfa_policy: config.auth.require_mfa,
@@ -196,9 +197,11 @@ async fn serve(validated: Validated) -> Result<(), String> {
         cookies: portico_identity::web::CookieRules::for_scheme(urls.scheme()),
         password_sign_in: config.auth.password_sign_in,
         ldap,
-        oidc,
+        oidc: oidc.clone(),
         sso_flows: Default::default(),
+        secrets: secrets.clone(),
     }));
+    portico_identity::sso::refresh::spawn(store.clone(), secrets, oidc);
     let options = EdgeOptions {
         urls: urls.clone(),
         metrics_on_main_listener: metrics_listener.is_none(),

@@ -229,3 +229,56 @@ async fn an_oidc_provider_and_an_ldap_directory_work_side_by_side() {
     assert_eq!(landing.status, 200, "{}", landing.body);
     assert!(landing.body.contains("ada@example.com"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn group_changes_at_the_provider_reach_a_live_session_and_sign_out_ends_the_provider_session()
+{
+    let (portico, idp) = portico_and_provider(
+        "scopes = [\"openid\", \"email\", \"profile\", \"groups\", \"offline_access\"]\nrefresh_interval_secs = 10",
+    )
+    .await;
+    let ada = Visitor::new(&portico, &[]);
+    let start = format!(
+        "{}/_portico/sso/corp?return=%2Fapps%2Fsales%2F",
+        ada.portal()
+    );
+    let landing = idp.sign_in(&ada, &start, "ada").await;
+    assert_eq!(landing.status, 200, "{}", landing.body);
+
+    // Taken out of analysts at the provider: the live session loses the app within the
+    // refresh interval, without signing in again.
+    idp.set_groups("ada", &["staff"]).await;
+    let ada_ref = &ada;
+    portico_testkit::eventually(
+        "the refreshed groups to close the app",
+        std::time::Duration::from_secs(45),
+        || async move {
+            let status = ada_ref
+                .get(&format!("{}/apps/sales/", ada_ref.portal()))
+                .await
+                .status();
+            (status == 403).then_some(())
+        },
+    )
+    .await;
+    let account = ada.page("/_portico/account").await;
+    assert!(account.contains("staff"), "still signed in: {account}");
+
+    // Signing out also ends the session at the provider, which sends the browser back.
+    let out = ada.post_form("/_portico/sign-out", &[]).await;
+    assert_eq!(out.status(), 303);
+    let location = out.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with(&format!("{}/session/end", OidcIdp::issuer_for(idp.port))),
+        "{location}"
+    );
+    assert!(location.contains("id_token_hint="), "{location}");
+    assert!(
+        ada.session_cookie("localhost").is_none()
+            || ada
+                .get(&format!("{}/_portico/account", ada.portal()))
+                .await
+                .status()
+                == 303
+    );
+}

@@ -140,7 +140,7 @@ async fn signed_in(
     state.pending.finish(token);
     state.throttle.succeeded(&user.email);
     match start_session(state, headers, user, method).await {
-        Some(cookie) => {
+        Some((cookie, _)) => {
             response.headers_mut().append(header::SET_COOKIE, cookie);
             append_cookie(&mut response, &state.cookies.clear(MFA_COOKIE));
             response

@@ -242,7 +242,7 @@ pub async fn submit(
     // password still count towards the account's lockout.
     state.throttle.succeeded(&account);
     match start_session(&state, &headers, &user, "password").await {
-        Some(cookie) => {
+        Some((cookie, _)) => {
             let mut response = see_other(&return_to);
             response.headers_mut().append(header::SET_COOKIE, cookie);
             response
@@ -320,13 +320,14 @@ async fn authenticate(
 }
 
 /// Signs a user in for good once every factor is proved: a new session id (no fixation), the
-/// browser's previous session ended, audited with `method`. Returns the session cookie.
+/// browser's previous session ended, audited with `method`. Returns the session cookie and
+/// the session's stored id.
 pub(super) async fn start_session(
     state: &ConsoleState,
     headers: &HeaderMap,
     user: &UserRow,
     method: &str,
-) -> Option<HeaderValue> {
+) -> Option<(HeaderValue, String)> {
     let cookies = headers
         .get_all(header::COOKIE)
         .iter()
@@ -347,12 +348,10 @@ pub(super) async fn start_session(
         .store()
         .add_audit(&user.email, "sign-in.success", Some(&user.email), method)
         .await;
-    HeaderValue::from_str(
-        &state
-            .cookies
-            .set(SESSION_COOKIE, &session.cookie_value, "Lax", None),
-    )
-    .ok()
+    let cookie = state
+        .cookies
+        .set(SESSION_COOKIE, &session.cookie_value, "Lax", None);
+    Some((HeaderValue::from_str(&cookie).ok()?, session.id_hash))
 }
 
 /// Adds a `Set-Cookie` header.

@@ -8,6 +8,8 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Form};
 use portico_core::Identity;
+use portico_identity::sessions::id_hash_of;
+use portico_identity::sso::refresh;
 use portico_identity::web::SESSION_COOKIE;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -35,7 +37,14 @@ pub async fn submit(
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok());
-    for value in state.cookies.values(cookies, SESSION_COOKIE) {
+    let values: Vec<&str> = state.cookies.values(cookies, SESSION_COOKIE).collect();
+    let mut provider_logout = None;
+    for value in &values {
+        if provider_logout.is_none() {
+            provider_logout = provider_logout_url(&state, value).await;
+        }
+    }
+    for value in values {
         if let Err(e) = state.sessions.end(value).await {
             tracing::error!("cannot end a session: {e}");
         }
@@ -47,9 +56,30 @@ pub async fn submit(
             .add_audit(&user.email, "sign-out", Some(&user.email), "")
             .await;
     }
-    let mut response = see_other("/_portico/sign-in");
+    // Signed in through an OIDC provider that offers it: end the session there too, and
+    // come back to the sign-in page.
+    let mut response = see_other(provider_logout.as_deref().unwrap_or("/_portico/sign-in"));
     if let Ok(value) = HeaderValue::from_str(&state.cookies.clear(SESSION_COOKIE)) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     response
+}
+
+/// The provider's end-session URL for the session of this cookie, if it came from a provider
+/// that offers one.
+async fn provider_logout_url(state: &ConsoleState, cookie_value: &str) -> Option<String> {
+    let hash = id_hash_of(cookie_value)?;
+    let row = state.accounts.store().sso_session(&hash).await.ok()??;
+    let provider = state.oidc.iter().find(|p| p.provider() == row.provider)?;
+    let id_token = state
+        .secrets
+        .open(
+            &refresh::purpose(&hash, "id"),
+            row.id_token_sealed.as_deref()?,
+        )
+        .ok()?;
+    let back = format!("{}_portico/sign-in", state.urls.portal());
+    provider
+        .logout_url(&String::from_utf8_lossy(&id_token), &back)
+        .await
 }

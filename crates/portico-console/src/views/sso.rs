@@ -9,9 +9,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use portico_core::Identity;
-use portico_identity::sso::oidc::OidcProvider;
+use portico_identity::sessions::unix_now;
+use portico_identity::sso::oidc::{OidcProvider, OidcTokens};
 use portico_identity::sso::provision;
+use portico_identity::sso::refresh;
 use portico_identity::web::SSO_COOKIE;
+use portico_store::SsoSessionRow;
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -34,7 +37,11 @@ pub struct CallbackQuery {
 }
 
 fn provider<'a>(state: &'a ConsoleState, id: &str) -> Option<&'a OidcProvider> {
-    state.oidc.iter().find(|p| p.config.common.id == id)
+    state
+        .oidc
+        .iter()
+        .find(|p| p.config.common.id == id)
+        .map(|p| p.as_ref())
 }
 
 /// A failure page: `what` for the person, nothing internal.
@@ -46,6 +53,41 @@ fn failed(state: &ConsoleState, headers: &HeaderMap, status: StatusCode, what: &
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     csrf::with_cookie(response, cookie)
+}
+
+/// Keeps the provider's tokens with the session, sealed: the ID token for signing out at the
+/// provider, the refresh token for keeping groups current.
+async fn keep_tokens(
+    state: &ConsoleState,
+    provider: &OidcProvider,
+    session_hash: &str,
+    user_id: i64,
+    tokens: &OidcTokens,
+) {
+    let refresh = provider
+        .config
+        .refresh_interval
+        .and_then(|interval| Some((interval, tokens.refresh_token.as_deref()?)));
+    let row = SsoSessionRow {
+        session_hash: session_hash.to_owned(),
+        provider: provider.provider(),
+        user_id,
+        id_token_sealed: Some(state.secrets.seal(
+            &refresh::purpose(session_hash, "id"),
+            tokens.id_token.as_bytes(),
+        )),
+        refresh_sealed: refresh.map(|(_, token)| {
+            state
+                .secrets
+                .seal(&refresh::purpose(session_hash, "refresh"), token.as_bytes())
+        }),
+        next_refresh_at: refresh.map_or(i64::MAX / 2, |(interval, _)| {
+            unix_now() + interval.as_secs() as i64
+        }),
+    };
+    if let Err(e) = state.accounts.store().insert_sso_session(&row).await {
+        tracing::error!("cannot keep the provider's tokens with the session: {e}");
+    }
 }
 
 pub async fn start(
@@ -162,8 +204,8 @@ pub async fn callback(
             "The provider sent no sign-in code. Start again.",
         );
     };
-    let profile = match provider.finish(code, &flow.oidc).await {
-        Ok(profile) => profile,
+    let (profile, tokens) = match provider.finish(code, &flow.oidc).await {
+        Ok(done) => done,
         Err(e) => {
             tracing::error!("{} sign-in failed: {e}", provider.provider());
             let _ = state
@@ -204,7 +246,8 @@ pub async fn callback(
         }
     };
     match start_session(&state, &headers, &user, &profile.provider).await {
-        Some(cookie) => {
+        Some((cookie, session_hash)) => {
+            keep_tokens(&state, provider, &session_hash, user.id, &tokens).await;
             let mut response = see_other(&flow.return_to);
             response.headers_mut().append(header::SET_COOKIE, cookie);
             if let Ok(value) = HeaderValue::from_str(&state.cookies.clear(SSO_COOKIE)) {

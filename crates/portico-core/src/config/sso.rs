@@ -65,6 +65,8 @@ pub struct RawOidc {
     pub name_claim: Option<String>,
     pub groups_claim: Option<String>,
     pub userinfo: Option<bool>,
+    pub refresh_interval_secs: Option<u64>,
+    pub end_provider_session: Option<bool>,
     pub timeout_secs: Option<u64>,
 }
 
@@ -186,6 +188,12 @@ pub struct OidcConfig {
     pub groups_claim: String,
     /// Also read the userinfo endpoint (claims there win).
     pub userinfo: bool,
+    /// How often a live session's groups are refreshed with the provider's refresh token
+    /// (when it gives one); `None`: never. A refused refresh ends the session.
+    pub refresh_interval: Option<Duration>,
+    /// Sign-out also ends the session at the provider (RP-initiated logout), when it offers
+    /// an end-session endpoint.
+    pub end_provider_session: bool,
     pub timeout: Duration,
 }
 
@@ -247,6 +255,11 @@ pub(super) fn oidc(
         name_claim: raw.name_claim.unwrap_or_else(|| "name".into()),
         groups_claim: raw.groups_claim.unwrap_or_else(|| "groups".into()),
         userinfo: raw.userinfo.unwrap_or(true),
+        refresh_interval: match raw.refresh_interval_secs.unwrap_or(300) {
+            0 => None,
+            secs => Some(Duration::from_secs(secs.max(10))),
+        },
+        end_provider_session: raw.end_provider_session.unwrap_or(true),
         timeout: Duration::from_secs(raw.timeout_secs.unwrap_or(10).max(1)),
     }
 }

@@ -5,6 +5,7 @@
 pub mod flows;
 pub mod ldap;
 pub mod oidc;
+pub mod refresh;
 
 use crate::email::normalize_email;
 use crate::sessions::unix_now;
@@ -108,6 +109,19 @@ pub async fn provision(
     store
         .link_external(&profile.provider, &profile.subject, user.id, now)
         .await?;
+    sync_groups(store, settings, user.id, &user.email, profile).await?;
+    Ok(user)
+}
+
+/// Makes the groups `profile`'s provider gives a user what the profile says (filtered and
+/// mapped by `settings`); audited when something changed.
+pub async fn sync_groups(
+    store: &Store,
+    settings: &SsoCommon,
+    user_id: i64,
+    email: &str,
+    profile: &ExternalProfile,
+) -> Result<(), StoreError> {
     let mut groups: Vec<String> = profile
         .groups
         .iter()
@@ -117,19 +131,19 @@ pub async fn provision(
     groups.sort();
     groups.dedup();
     if store
-        .sync_provider_groups(user.id, &profile.provider, &groups)
+        .sync_provider_groups(user_id, &profile.provider, &groups)
         .await?
     {
         store
             .add_audit(
                 &profile.provider,
                 "group.sync",
-                Some(&user.email),
+                Some(email),
                 &groups.join(", "),
             )
             .await?;
     }
-    Ok(user)
+    Ok(())
 }
 
 /// Group names Portico accepts (as `portico groups add` does); others are skipped.

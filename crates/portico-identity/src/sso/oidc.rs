@@ -5,13 +5,14 @@
 
 use super::ExternalProfile;
 use openidconnect::core::{
-    CoreAuthenticationFlow, CoreClient, CoreGenderClaim, CoreJweContentEncryptionAlgorithm,
-    CoreJwsSigningAlgorithm, CoreProviderMetadata,
+    CoreAuthPrompt, CoreAuthenticationFlow, CoreClient, CoreGenderClaim,
+    CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm,
 };
 use openidconnect::{
     AdditionalClaims, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IdToken, IssuerUrl,
-    Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
-    TokenResponse, UserInfoClaims,
+    LogoutRequest, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier,
+    PostLogoutRedirectUrl, ProviderMetadataWithLogout, RedirectUrl, RefreshToken,
+    RequestTokenError, Scope, TokenResponse, UserInfoClaims,
 };
 use portico_core::OidcConfig;
 use serde::{Deserialize, Serialize};
@@ -55,6 +56,25 @@ pub enum OidcError {
     Config(String),
 }
 
+/// The provider's tokens worth keeping after a sign-in (sealed in the store).
+#[derive(Debug, Clone)]
+pub struct OidcTokens {
+    pub id_token: String,
+    pub refresh_token: Option<String>,
+}
+
+/// Why a refresh failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    /// The provider refused the refresh token (revoked, expired, person disabled): the
+    /// session must end.
+    #[error("the provider refused to refresh the session: {0}")]
+    Refused(String),
+    /// The provider could not be asked; try again later.
+    #[error("cannot refresh the session now: {0}")]
+    Unavailable(String),
+}
+
 /// What Portico must remember between sending someone to the provider and their return.
 #[derive(Debug, Clone)]
 pub struct OidcPending {
@@ -67,7 +87,7 @@ pub struct OidcProvider {
     secret: Option<String>,
     redirect_uri: String,
     http: reqwest::Client,
-    metadata: Mutex<Option<(Instant, CoreProviderMetadata)>>,
+    metadata: Mutex<Option<(Instant, ProviderMetadataWithLogout)>>,
 }
 
 impl OidcProvider {
@@ -105,7 +125,7 @@ impl OidcProvider {
         &self.redirect_uri
     }
 
-    async fn client_metadata(&self) -> Result<CoreProviderMetadata, OidcError> {
+    async fn client_metadata(&self) -> Result<ProviderMetadataWithLogout, OidcError> {
         let mut cached = self.metadata.lock().await;
         if let Some((at, metadata)) = cached.as_ref() {
             if at.elapsed() < METADATA_TTL {
@@ -118,7 +138,7 @@ impl OidcProvider {
         };
         let issuer =
             IssuerUrl::new(self.config.issuer.clone()).map_err(|e| discovery(e.to_string()))?;
-        let metadata = CoreProviderMetadata::discover_async(issuer, &self.http)
+        let metadata = ProviderMetadataWithLogout::discover_async(issuer, &self.http)
             .await
             .map_err(|e| discovery(error_chain(&e)))?;
         *cached = Some((Instant::now(), metadata.clone()));
@@ -146,6 +166,10 @@ impl OidcProvider {
         for scope in self.config.scopes.iter().filter(|s| *s != "openid") {
             request = request.add_scope(Scope::new(scope.clone()));
         }
+        // OpenID Connect Core 11: offline access needs the person's consent.
+        if self.config.scopes.iter().any(|s| s == "offline_access") {
+            request = request.add_prompt(CoreAuthPrompt::Consent);
+        }
         let (url, state, nonce) = request.set_pkce_challenge(challenge).url();
         Ok((
             url.to_string(),
@@ -157,12 +181,13 @@ impl OidcProvider {
         ))
     }
 
-    /// Redeems the code the provider sent back and returns who signed in.
+    /// Redeems the code the provider sent back and returns who signed in, with the tokens
+    /// to keep.
     pub async fn finish(
         &self,
         code: &str,
         pending: &OidcPending,
-    ) -> Result<ExternalProfile, OidcError> {
+    ) -> Result<(ExternalProfile, OidcTokens), OidcError> {
         let seconds = self.config.timeout.as_secs() * 3;
         tokio::time::timeout(Duration::from_secs(seconds), self.redeem(code, pending))
             .await
@@ -173,11 +198,11 @@ impl OidcProvider {
         &self,
         code: &str,
         pending: &OidcPending,
-    ) -> Result<ExternalProfile, OidcError> {
+    ) -> Result<(ExternalProfile, OidcTokens), OidcError> {
         let metadata = self.client_metadata().await?;
         let has_userinfo = metadata.userinfo_endpoint().is_some();
         let client = CoreClient::from_provider_metadata(
-            metadata,
+            metadata.clone(),
             ClientId::new(self.config.client_id.clone()),
             self.secret.clone().map(ClientSecret::new),
         )
@@ -204,25 +229,135 @@ impl OidcProvider {
         let subject = claims.subject().clone();
         let mut all = serde_json::to_value(claims).unwrap_or(Value::Null);
         if self.config.userinfo && has_userinfo {
-            let info: UserInfoClaims<AllClaims, CoreGenderClaim> = client
-                .user_info(tokens.access_token().clone(), Some(subject.clone()))
-                .map_err(|e| OidcError::UserInfo(e.to_string()))?
-                .request_async(&self.http)
+            let info = self
+                .user_info(metadata, tokens.access_token().clone(), &subject)
                 .await
-                .map_err(|e| OidcError::UserInfo(error_chain(&e)))?;
-            if let (Value::Object(into), Ok(Value::Object(from))) =
-                (&mut all, serde_json::to_value(info))
-            {
-                into.extend(from);
-            }
+                .map_err(OidcError::UserInfo)?;
+            merge(&mut all, info);
         }
-        Ok(ExternalProfile {
+        let profile = self.profile(subject.as_str(), &all);
+        let kept = OidcTokens {
+            id_token: raw,
+            refresh_token: tokens.refresh_token().map(|t| t.secret().clone()),
+        };
+        Ok((profile, kept))
+    }
+
+    fn profile(&self, subject: &str, all: &Value) -> ExternalProfile {
+        ExternalProfile {
             provider: self.provider(),
-            subject: subject.as_str().to_owned(),
-            email: claim_text(&all, &self.config.email_claim).unwrap_or_default(),
-            display_name: claim_text(&all, &self.config.name_claim),
-            groups: claim_list(&all, &self.config.groups_claim),
-        })
+            subject: subject.to_owned(),
+            email: claim_text(all, &self.config.email_claim).unwrap_or_default(),
+            display_name: claim_text(all, &self.config.name_claim),
+            groups: claim_list(all, &self.config.groups_claim),
+        }
+    }
+
+    /// The userinfo endpoint's claims, checked to be about `subject`.
+    async fn user_info(
+        &self,
+        metadata: ProviderMetadataWithLogout,
+        access_token: openidconnect::AccessToken,
+        subject: &openidconnect::SubjectIdentifier,
+    ) -> Result<Value, String> {
+        let client = CoreClient::from_provider_metadata(
+            metadata,
+            ClientId::new(self.config.client_id.clone()),
+            self.secret.clone().map(ClientSecret::new),
+        );
+        let info: UserInfoClaims<AllClaims, CoreGenderClaim> = client
+            .user_info(access_token, Some(subject.clone()))
+            .map_err(|e| e.to_string())?
+            .request_async(&self.http)
+            .await
+            .map_err(|e| error_chain(&e))?;
+        serde_json::to_value(info).map_err(|e| e.to_string())
+    }
+
+    /// Uses a refresh token: the person's current claims (from userinfo, else the new ID
+    /// token) and the rotated refresh token, if the provider rotates them.
+    pub async fn refresh(
+        &self,
+        refresh_token: &str,
+        subject: &str,
+    ) -> Result<(ExternalProfile, Option<String>), RefreshError> {
+        let unavailable = |e: String| RefreshError::Unavailable(e);
+        let metadata = self
+            .client_metadata()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        let has_userinfo = metadata.userinfo_endpoint().is_some();
+        let client = CoreClient::from_provider_metadata(
+            metadata.clone(),
+            ClientId::new(self.config.client_id.clone()),
+            self.secret.clone().map(ClientSecret::new),
+        );
+        let token = RefreshToken::new(refresh_token.to_owned());
+        let tokens = client
+            .exchange_refresh_token(&token)
+            .map_err(|e| unavailable(e.to_string()))?
+            .request_async(&self.http)
+            .await
+            .map_err(|e| match e {
+                RequestTokenError::ServerResponse(response) => {
+                    RefreshError::Refused(response.to_string())
+                }
+                other => unavailable(error_chain(&other)),
+            })?;
+        let subject_id = openidconnect::SubjectIdentifier::new(subject.to_owned());
+        let mut all = Value::Object(Default::default());
+        if let Some(id_token) = tokens.id_token() {
+            let id_token: FullIdToken = id_token
+                .to_string()
+                .parse()
+                .map_err(|e: serde_json::Error| RefreshError::Refused(e.to_string()))?;
+            // A refreshed ID token carries no nonce (OpenID Connect Core 12.2).
+            let claims = id_token
+                .claims(&client.id_token_verifier(), |_: Option<&Nonce>| Ok(()))
+                .map_err(|e| RefreshError::Refused(error_chain(&e)))?;
+            if claims.subject() != &subject_id {
+                return Err(RefreshError::Refused(
+                    "the ID token names someone else".into(),
+                ));
+            }
+            all = serde_json::to_value(claims).unwrap_or(Value::Null);
+        }
+        if self.config.userinfo && has_userinfo {
+            let info = self
+                .user_info(metadata, tokens.access_token().clone(), &subject_id)
+                .await
+                .map_err(unavailable)?;
+            merge(&mut all, info);
+        }
+        let rotated = tokens.refresh_token().map(|t| t.secret().clone());
+        Ok((self.profile(subject, &all), rotated))
+    }
+
+    /// Where to send the browser to end the session at the provider too, if it offers that.
+    pub async fn logout_url(&self, id_token: &str, post_logout: &str) -> Option<String> {
+        if !self.config.end_provider_session {
+            return None;
+        }
+        let metadata = self.client_metadata().await.ok()?;
+        let endpoint = metadata
+            .additional_metadata()
+            .end_session_endpoint
+            .clone()?;
+        let id_token: FullIdToken = id_token.parse().ok()?;
+        let mut request = LogoutRequest::from(endpoint)
+            .set_id_token_hint(&id_token)
+            .set_client_id(ClientId::new(self.config.client_id.clone()));
+        if let Ok(url) = PostLogoutRedirectUrl::new(post_logout.to_owned()) {
+            request = request.set_post_logout_redirect_uri(url);
+        }
+        Some(request.http_get_url().to_string())
+    }
+}
+
+/// Userinfo claims win over the ID token's.
+fn merge(into: &mut Value, from: Value) {
+    if let (Value::Object(into), Value::Object(from)) = (into, from) {
+        into.extend(from);
     }
 }
 
