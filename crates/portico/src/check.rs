@@ -82,11 +82,36 @@ pub fn run(explicit: Option<PathBuf>) -> ExitCode {
                     app.spec.source.join(&app.detected.entrypoint).display()
                 );
             }
+            print_sign_in(config);
             ExitCode::SUCCESS
         }
         Err(message) => {
             eprintln!("{message}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// The sign-in methods, with what to register at each provider.
+fn print_sign_in(config: &Config) {
+    let auth = &config.auth;
+    if auth.oidc.is_empty() && auth.ldap.is_empty() {
+        return;
+    }
+    let urls =
+        portico_core::PublicUrls::new(&config.server.domain, config.server.listen.port(), false);
+    let portal = urls.portal();
+    println!("sign-in:");
+    if auth.password_sign_in {
+        println!("  Portico accounts     e-mail and password");
+    }
+    for oidc in &auth.oidc {
+        println!(
+            "  oidc:{:<15} {}: redirect URI {portal}_portico/sso/{}/callback, post-logout {portal}_portico/sign-in",
+            oidc.common.id, oidc.issuer, oidc.common.id
+        );
+    }
+    for ldap in &auth.ldap {
+        println!("  ldap:{:<15} {}", ldap.common.id, ldap.url);
     }
 }

@@ -178,6 +178,15 @@ async fn an_unreachable_provider_gets_a_friendly_page_and_the_log_says_why() {
         .contains("cannot read the provider's discovery document"));
     let unknown = v.open(&format!("{}/_portico/sso/nope", v.portal())).await;
     assert_eq!(unknown.status, 404);
+    // `portico check` tells the operator what to register at the provider.
+    let check = String::from_utf8_lossy(&portico.cli(&["check"]).stdout).into_owned();
+    assert!(
+        check.contains(&format!(
+            "redirect URI {}_portico/sso/corp/callback",
+            portico.portal_url()
+        )),
+        "{check}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
