@@ -17,11 +17,24 @@ pub const SERVICE_PASSWORD: &str = "portico-service-secret";
 pub struct Directory {
     child: Child,
     pub port: u16,
+    /// With `start_with_tls`: the `ldaps://` port, and the certificate to trust.
+    pub tls: Option<(u16, std::path::PathBuf)>,
     _dir: tempfile::TempDir,
 }
 
 impl Directory {
     pub async fn start() -> Directory {
+        Directory::launch(false).await
+    }
+
+    /// Also serves `ldaps://` and StartTLS with a certificate for 127.0.0.1 from a test CA
+    /// (made with openssl); `tls.1` is the CA's file, which Portico trusts through
+    /// `SSL_CERT_FILE`.
+    pub async fn start_with_tls() -> Directory {
+        Directory::launch(true).await
+    }
+
+    async fn launch(tls: bool) -> Directory {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("db")).unwrap();
         let config = format!(
@@ -43,13 +56,37 @@ impl Directory {
              access to * by dn.exact=\"{SERVICE_DN}\" read by self read by * none\n",
             dir = dir.path().display()
         );
+        let mut config = config;
+        let mut urls = vec![];
+        let port = free_port();
+        urls.push(format!("ldap://127.0.0.1:{port}/"));
+        let tls = if tls {
+            let cert = dir.path().join("cert.pem");
+            let key = dir.path().join("key.pem");
+            let ca = dir.path().join("ca.pem");
+            make_certificates(dir.path());
+            // Global TLS settings belong before the database section.
+            config = config.replacen(
+                "database mdb",
+                &format!(
+                    "TLSCertificateFile {}\nTLSCertificateKeyFile {}\ndatabase mdb",
+                    cert.display(),
+                    key.display()
+                ),
+                1,
+            );
+            let tls_port = free_port();
+            urls.push(format!("ldaps://127.0.0.1:{tls_port}/"));
+            Some((tls_port, ca))
+        } else {
+            None
+        };
         let config_path = dir.path().join("slapd.conf");
         std::fs::write(&config_path, config).unwrap();
-        let port = free_port();
         let child = Command::new("/usr/sbin/slapd")
             .arg("-f")
             .arg(&config_path)
-            .args(["-h", &format!("ldap://127.0.0.1:{port}/"), "-d", "0"])
+            .args(["-h", &urls.join(" "), "-d", "0"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -63,6 +100,7 @@ impl Directory {
         let directory = Directory {
             child,
             port,
+            tls,
             _dir: dir,
         };
         directory.apply(
@@ -164,4 +202,68 @@ impl Drop for Directory {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A test CA (`ca.pem`) and a server certificate for 127.0.0.1 it signed (`cert.pem`,
+/// `key.pem`), in `dir`.
+fn make_certificates(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let done = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stderr(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .expect("openssl");
+        assert!(done.success(), "openssl {args:?} failed");
+    };
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=Portico test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "server.csr",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "cert.pem",
+    ]);
 }

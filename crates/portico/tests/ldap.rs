@@ -165,3 +165,40 @@ async fn an_unreachable_directory_gets_a_friendly_answer_and_the_log_says_why() 
         "{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ldaps_and_starttls_check_the_directorys_certificate() {
+    let directory = Directory::start_with_tls().await;
+    people(&directory);
+    let (tls_port, cert) = directory.tls.clone().unwrap();
+    let with = |url: String, extra: &str, trusted: bool| {
+        let mut env = vec![("PORTICO_LDAP_CORP_PASSWORD".into(), SERVICE_PASSWORD.into())];
+        if trusted {
+            env.push(("SSL_CERT_FILE".into(), cert.to_string_lossy().into_owned()));
+        }
+        PorticoConfig {
+            sections: format!(
+                "[[auth.ldap]]\nid = \"corp\"\nurl = \"{url}\"\nbind_dn = \"{}\"\nuser_base = \"ou=people,dc=example,dc=com\"\ntimeout_secs = 5\n{extra}\n",
+                portico_testkit::directory::SERVICE_DN
+            ),
+            env,
+            ..PorticoConfig::default()
+        }
+    };
+    let ldaps = format!("ldaps://127.0.0.1:{tls_port}");
+    let starttls = format!("ldap://127.0.0.1:{}", directory.port);
+    for (url, extra) in [(ldaps.clone(), ""), (starttls, "starttls = true")] {
+        let portico = Portico::start(BIN, with(url.clone(), extra, true)).await;
+        let ada = Visitor::new(&portico, &[]);
+        let answer = ada.submit_sign_in("ada", "engine-notes-1843", "/").await;
+        assert_eq!(answer.status(), 303, "{url} {extra}: {}", portico.log());
+    }
+
+    // A certificate nobody vouched for: no sign-in, and the log says it is the certificate.
+    let portico = Portico::start(BIN, with(ldaps, "", false)).await;
+    let ada = Visitor::new(&portico, &[]);
+    let answer = ada.submit_sign_in("ada", "engine-notes-1843", "/").await;
+    assert_eq!(answer.status(), 503);
+    let log = portico.log();
+    assert!(log.to_lowercase().contains("certificate"), "{log}");
+}
