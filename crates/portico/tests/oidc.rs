@@ -285,3 +285,39 @@ async fn group_changes_at_the_provider_reach_a_live_session_and_sign_out_ends_th
     let after = ada.get(&format!("{}/_portico/account", ada.portal())).await;
     assert_eq!(after.status(), 303, "signed out of Portico too");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_existing_account_is_linked_only_when_the_provider_is_allowed_to() {
+    for (extra, linked) in [("", false), ("link_existing_accounts = true", true)] {
+        let (portico, idp) = portico_and_provider(extra).await;
+        portico.add_user("ada@example.com", "her-local-password-1", &["analysts"]);
+        let ada = Visitor::new(&portico, &[]);
+        let start = format!(
+            "{}/_portico/sso/corp?return=%2Fapps%2Fsales%2F",
+            ada.portal()
+        );
+        let landing = idp.sign_in(&ada, &start, "ada").await;
+        if linked {
+            // The provider vouches for the address (email_verified): one account, linked.
+            assert_eq!(landing.status, 200, "{}", landing.body);
+            let audit = portico.cli(&["audit", "--json"]);
+            assert!(String::from_utf8_lossy(&audit.stdout).contains("user.link"));
+        } else {
+            assert_eq!(landing.status, 403, "{}", landing.body);
+            assert!(
+                landing.body.contains("not linked to this sign-in method"),
+                "{}",
+                landing.body
+            );
+        }
+        let users: Value =
+            serde_json::from_slice(&portico.cli(&["users", "list", "--json"]).stdout).unwrap();
+        let adas = users
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|u| u["email"] == "ada@example.com")
+            .count();
+        assert_eq!(adas, 1);
+    }
+}

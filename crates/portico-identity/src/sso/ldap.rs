@@ -212,6 +212,8 @@ impl LdapProvider {
             provider: self.provider(),
             subject,
             email,
+            // The directory's own record, kept by its administrators.
+            email_verified: true,
             display_name,
             groups,
         }))

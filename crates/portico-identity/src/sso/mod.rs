@@ -20,6 +20,10 @@ pub struct ExternalProfile {
     /// The provider's stable name for the person (DN, `sub`, NameID).
     pub subject: String,
     pub email: String,
+    /// Whether the provider vouches that the address belongs to the person (a directory's
+    /// own records do; an OIDC provider says so in `email_verified`). Linking to an existing
+    /// account needs it.
+    pub email_verified: bool,
     pub display_name: Option<String>,
     /// The provider's group names, before filtering and mapping.
     pub groups: Vec<String>,
@@ -70,7 +74,7 @@ pub async fn provision(
     {
         Some(user) => user,
         None => match store.user_by_email(&email).await? {
-            Some(existing) if settings.link_existing_accounts => {
+            Some(existing) if settings.link_existing_accounts && profile.email_verified => {
                 store
                     .add_audit(&email, "user.link", Some(&email), &profile.provider)
                     .await?;

@@ -248,6 +248,8 @@ impl OidcProvider {
             provider: self.provider(),
             subject: subject.to_owned(),
             email: claim_text(all, &self.config.email_claim).unwrap_or_default(),
+            email_verified: matches!(claim(all, "email_verified"), Some(Value::Bool(true)))
+                || matches!(claim(all, "email_verified"), Some(Value::String(s)) if s == "true"),
             display_name: claim_text(all, &self.config.name_claim),
             groups: claim_list(all, &self.config.groups_claim),
         }
