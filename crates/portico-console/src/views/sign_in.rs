@@ -283,25 +283,10 @@ async fn authenticate(
             Ok(LdapOutcome::SignedIn(profile)) => {
                 let store = state.accounts.store();
                 let settings = &directory.config.common;
-                return match provision(store, settings, &profile, &state.contact).await {
-                    Ok(user) => Ok(Some(user)),
-                    Err(e) => {
-                        tracing::warn!(
-                            "{} sign-in of {} refused: {e:?}",
-                            profile.provider,
-                            profile.subject
-                        );
-                        let _ = store
-                            .add_audit(
-                                &profile.provider,
-                                "sign-in.refused",
-                                Some(&profile.email),
-                                &e.to_string(),
-                            )
-                            .await;
-                        Err(e.to_string())
-                    }
-                };
+                return provision(store, settings, &profile, &state.contact)
+                    .await
+                    .map(Some)
+                    .map_err(|e| e.to_string());
             }
             Err(e) => {
                 tracing::error!(

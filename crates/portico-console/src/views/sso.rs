@@ -2,11 +2,11 @@
 //! to the provider; `/_portico/sso/<id>/callback` is where it comes back with a code. The
 //! person sees a plain sentence when something fails; the log says precisely what.
 
-use super::sign_in::{local_or_root, start_session};
+use super::sign_in::{append_cookie, local_or_root, start_session};
 use super::{csrf, message, see_other, Nav};
 use crate::ConsoleState;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use portico_core::Identity;
 use portico_identity::sessions::unix_now;
@@ -49,9 +49,7 @@ fn failed(state: &ConsoleState, headers: &HeaderMap, status: StatusCode, what: &
     let (token, cookie) = csrf::token(state, headers);
     let nav = Nav::new(&Identity::Anonymous, &token);
     let mut response = message(status, nav, "Sign-in did not work", what);
-    if let Ok(value) = HeaderValue::from_str(&state.cookies.clear(SSO_COOKIE)) {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
+    append_cookie(&mut response, &state.cookies.clear(SSO_COOKIE));
     csrf::with_cookie(response, cookie)
 }
 
@@ -110,9 +108,7 @@ pub async fn start(
             state.sso_flows.start(&sent_state, &id, &return_to, pending);
             let mut response = see_other(&url);
             let cookie = state.cookies.set(SSO_COOKIE, &sent_state, "Lax", Some(600));
-            if let Ok(value) = HeaderValue::from_str(&cookie) {
-                response.headers_mut().append(header::SET_COOKIE, value);
-            }
+            append_cookie(&mut response, &cookie);
             response
         }
         Err(e) => {
@@ -228,31 +224,14 @@ pub async fn callback(
     let store = state.accounts.store();
     let user = match provision(store, &provider.config.common, &profile, &state.contact).await {
         Ok(user) => user,
-        Err(e) => {
-            tracing::warn!(
-                "{} sign-in of {} refused: {e:?}",
-                profile.provider,
-                profile.subject
-            );
-            let _ = store
-                .add_audit(
-                    &profile.provider,
-                    "sign-in.refused",
-                    Some(&profile.email),
-                    &e.to_string(),
-                )
-                .await;
-            return failed(&state, &headers, StatusCode::FORBIDDEN, &e.to_string());
-        }
+        Err(e) => return failed(&state, &headers, StatusCode::FORBIDDEN, &e.to_string()),
     };
     match start_session(&state, &headers, &user, &profile.provider).await {
         Some((cookie, session_hash)) => {
             keep_tokens(&state, provider, &session_hash, user.id, &tokens).await;
             let mut response = see_other(&flow.return_to);
             response.headers_mut().append(header::SET_COOKIE, cookie);
-            if let Ok(value) = HeaderValue::from_str(&state.cookies.clear(SSO_COOKIE)) {
-                response.headers_mut().append(header::SET_COOKIE, value);
-            }
+            append_cookie(&mut response, &state.cookies.clear(SSO_COOKIE));
             response
         }
         None => failed(

@@ -46,8 +46,34 @@ pub enum SsoError {
 }
 
 /// Makes or finds the Portico account for a profile and refreshes the groups the provider
-/// gives it. `contact` is named in refusals.
+/// gives it. `contact` is named in refusals, which are logged and audited here
+/// (`sign-in.refused`), so every kind of provider records them alike.
 pub async fn provision(
+    store: &Store,
+    settings: &SsoCommon,
+    profile: &ExternalProfile,
+    contact: &str,
+) -> Result<UserRow, SsoError> {
+    let result = account_for(store, settings, profile, contact).await;
+    if let Err(e) = &result {
+        tracing::warn!(
+            "{} sign-in of {} refused: {e:?}",
+            profile.provider,
+            profile.subject
+        );
+        let _ = store
+            .add_audit(
+                &profile.provider,
+                "sign-in.refused",
+                Some(&profile.email),
+                &e.to_string(),
+            )
+            .await;
+    }
+    result
+}
+
+async fn account_for(
     store: &Store,
     settings: &SsoCommon,
     profile: &ExternalProfile,
