@@ -55,7 +55,9 @@ async fn in_a_browser_a_person_signs_in_through_the_provider_and_its_groups_deci
     browser.type_into("input[name=login]", "ada").await;
     browser.type_into("input[name=password]", "anything").await;
     browser.click("button[type=submit]").await;
-    // The provider asks to confirm what it shares.
+    // The provider asks to confirm what it shares (wait for that page: its button has the
+    // same selector as the login form's).
+    browser.wait_for_text("Continue").await;
     browser.click("button[type=submit]").await;
     browser.wait_for_text("x-forwarded-groups").await;
     assert_eq!(
