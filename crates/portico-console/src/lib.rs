@@ -8,6 +8,7 @@ use portico_core::{MfaPolicy, PublicUrls, SharedRoutes};
 use portico_identity::sso::flows::SsoFlows;
 use portico_identity::sso::ldap::LdapProvider;
 use portico_identity::sso::oidc::OidcProvider;
+use portico_identity::sso::saml::SamlProvider;
 use portico_identity::web::CookieRules;
 use portico_identity::{
     Accounts, AssertionSigner, Handoffs, Links, Mailer, Mfa, PendingSignIns, SecretBox, Sessions,
@@ -40,6 +41,8 @@ pub struct ConsoleState {
     pub ldap: Vec<LdapProvider>,
     /// OpenID Connect providers, a button each on the sign-in page.
     pub oidc: Vec<Arc<OidcProvider>>,
+    /// SAML identity providers, a button each too.
+    pub saml: Vec<SamlProvider>,
     pub sso_flows: SsoFlows,
     /// Seals the providers' tokens kept with sessions.
     pub secrets: SecretBox,
@@ -69,6 +72,11 @@ pub fn router(state: Arc<ConsoleState>) -> axum::Router {
         .route("/_portico/handoff", get(views::handoff::start))
         .route("/_portico/sso/{id}", get(views::sso::start))
         .route("/_portico/sso/{id}/callback", get(views::sso::callback))
+        .route("/_portico/saml/{id}/metadata", get(views::saml::metadata))
+        .route(
+            "/_portico/saml/{id}/acs",
+            axum::routing::post(views::saml::acs),
+        )
         .route(
             "/_portico/welcome",
             get(views::links::welcome).post(views::links::accept_invitation),

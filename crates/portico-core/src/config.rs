@@ -7,7 +7,10 @@
 
 mod raw;
 mod sso;
-pub use sso::{LdapConfig, LdapGroups, LdapSecurity, OidcConfig, SsoCommon};
+pub use sso::{
+    LdapConfig, LdapGroups, LdapSecurity, OidcConfig, SamlBinding, SamlConfig, SamlMetadata,
+    SsoCommon,
+};
 mod validate;
 
 use crate::model::Framework;
@@ -49,6 +52,7 @@ pub struct AuthConfig {
     pub password_sign_in: bool,
     pub ldap: Vec<LdapConfig>,
     pub oidc: Vec<OidcConfig>,
+    pub saml: Vec<SamlConfig>,
 }
 
 /// `[auth] require_mfa`: who must have a second factor to sign in.

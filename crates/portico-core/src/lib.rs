@@ -14,7 +14,7 @@ pub mod urls;
 pub use access::{Access, Decision};
 pub use config::{
     AppSpec, Config, ConfigError, LdapConfig, LdapGroups, LdapSecurity, MfaPolicy, OidcConfig,
-    Problem, SmtpConfig, SmtpSecurity, SsoCommon,
+    Problem, SamlBinding, SamlConfig, SamlMetadata, SmtpConfig, SmtpSecurity, SsoCommon,
 };
 pub use model::{AppStatus, ClientAddr, Framework, Identity, MountStyle, ReplicaState, User};
 pub use routes::{AppRoute, RouteTable, SharedRoutes};

@@ -199,3 +199,31 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    /// Records that an assertion was used; `false` when it already was (a replay). Rows past
+    /// `expires_at` are forgotten, since the assertion itself would then be refused as expired.
+    pub async fn use_saml_assertion(
+        &self,
+        provider: &str,
+        assertion_id: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<bool> {
+        sqlx::query("DELETE FROM saml_assertions_used WHERE expires_at < ?")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO saml_assertions_used (provider, assertion_id, expires_at) VALUES (?, ?, ?)
+             ON CONFLICT (provider, assertion_id) DO NOTHING",
+        )
+        .bind(provider)
+        .bind(assertion_id)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(inserted == 1)
+    }
+}

@@ -95,7 +95,7 @@ pub fn run(explicit: Option<PathBuf>) -> ExitCode {
 /// The sign-in methods, with what to register at each provider.
 fn print_sign_in(config: &Config) {
     let auth = &config.auth;
-    if auth.oidc.is_empty() && auth.ldap.is_empty() {
+    if auth.oidc.is_empty() && auth.ldap.is_empty() && auth.saml.is_empty() {
         return;
     }
     let urls =
@@ -109,6 +109,17 @@ fn print_sign_in(config: &Config) {
         println!(
             "  oidc:{:<15} {}: redirect URI {portal}_portico/sso/{}/callback, post-logout {portal}_portico/sign-in",
             oidc.common.id, oidc.issuer, oidc.common.id
+        );
+    }
+    for saml in &auth.saml {
+        let base = format!("{portal}_portico/saml/{}", saml.common.id);
+        let entity_id = saml
+            .entity_id
+            .clone()
+            .unwrap_or_else(|| format!("{base}/metadata"));
+        println!(
+            "  saml:{:<15} entity id {entity_id}, ACS {base}/acs (HTTP-POST), metadata {base}/metadata",
+            saml.common.id
         );
     }
     for ldap in &auth.ldap {

@@ -11,6 +11,7 @@ use portico_edge::{Edge, EdgeOptions, ListenerKind, UpstreamTimeouts};
 use portico_fleet::{process::recover_orphans, Fleet, ProcessRuntime};
 use portico_identity::sso::ldap::LdapProvider;
 use portico_identity::sso::oidc::OidcProvider;
+use portico_identity::sso::saml::SamlProvider;
 use portico_identity::{
     ensure_admin, Accounts, AssertionSigner, Bootstrap, Handoffs, Links, Mailer, Mfa,
     PendingSignIns, SecretBox, SessionPolicy, Sessions,
@@ -171,6 +172,15 @@ async fn serve(validated: Validated) -> Result<(), String> {
                 .map_err(|e| format!("auth.oidc \"{}\": {e}", o.common.id))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let saml = config
+        .auth
+        .saml
+        .iter()
+        .map(|p| {
+            SamlProvider::new(p.clone(), &urls.portal())
+                .map_err(|e| format!("auth.saml \"{}\": {e}", p.common.id))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let portal = portico_console::router(Arc::new(ConsoleState {
         routes: routes.clone(),
         urls: urls.clone(),
@@ -198,6 +208,7 @@ async fn serve(validated: Validated) -> Result<(), String> {
         password_sign_in: config.auth.password_sign_in,
         ldap,
         oidc: oidc.clone(),
+        saml,
         sso_flows: Default::default(),
         secrets: secrets.clone(),
     }));

@@ -10,6 +10,7 @@ pub mod handoff;
 pub mod links;
 pub mod not_found;
 pub mod portal;
+pub mod saml;
 pub mod second_factor;
 pub mod sign_in;
 pub mod sign_out;

@@ -45,12 +45,12 @@ struct SsoButton {
 
 fn sso_buttons(state: &ConsoleState, return_to: &str) -> Vec<SsoButton> {
     let back: String = form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
-    state
-        .oidc
-        .iter()
-        .map(|p| SsoButton {
-            href: format!("/_portico/sso/{}?return={back}", p.config.common.id),
-            name: p.config.common.name.clone(),
+    let oidc = state.oidc.iter().map(|p| &p.config.common);
+    let saml = state.saml.iter().map(|p| &p.config.common);
+    oidc.chain(saml)
+        .map(|common| SsoButton {
+            href: format!("/_portico/sso/{}?return={back}", common.id),
+            name: common.name.clone(),
         })
         .collect()
 }

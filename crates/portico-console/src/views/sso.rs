@@ -1,6 +1,7 @@
-//! Single sign-on through a provider's own pages (OIDC): `/_portico/sso/<id>` sends the browser
-//! to the provider; `/_portico/sso/<id>/callback` is where it comes back with a code. The
-//! person sees a plain sentence when something fails; the log says precisely what.
+//! Single sign-on through a provider's own pages (OIDC, SAML): `/_portico/sso/<id>` sends the
+//! browser to the provider; `/_portico/sso/<id>/callback` is where it comes back (with a code
+//! from OIDC; after the SAML answer was checked at the ACS, see `saml.rs`). The person sees a
+//! plain sentence when something fails; the log says precisely what.
 
 use super::sign_in::{append_cookie, local_or_root, start_session};
 use super::{csrf, message, see_other, Nav};
@@ -8,10 +9,11 @@ use crate::ConsoleState;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
-use portico_core::Identity;
+use portico_core::{Identity, SsoCommon};
 use portico_identity::sessions::unix_now;
 use portico_identity::sso::oidc::{OidcProvider, OidcTokens};
-use portico_identity::sso::provision;
+use portico_identity::sso::flows::{Flow, Pending};
+use portico_identity::sso::{provision, ExternalProfile};
 use portico_identity::sso::refresh;
 use portico_identity::web::SSO_COOKIE;
 use portico_store::SsoSessionRow;
@@ -45,7 +47,7 @@ fn provider<'a>(state: &'a ConsoleState, id: &str) -> Option<&'a OidcProvider> {
 }
 
 /// A failure page: `what` for the person, nothing internal.
-fn failed(state: &ConsoleState, headers: &HeaderMap, status: StatusCode, what: &str) -> Response {
+pub(super) fn failed(state: &ConsoleState, headers: &HeaderMap, status: StatusCode, what: &str) -> Response {
     let (token, cookie) = csrf::token(state, headers);
     let nav = Nav::new(&Identity::Anonymous, &token);
     let mut response = message(status, nav, "Sign-in did not work", what);
@@ -94,7 +96,29 @@ pub async fn start(
     Path(id): Path<String>,
     Query(query): Query<StartQuery>,
 ) -> Response {
-    let Some(provider) = provider(&state, &id) else {
+    let return_to = local_or_root(query.return_to.as_deref());
+    let (name, provider_name, begun) = if let Some(provider) = provider(&state, &id) {
+        let begun = provider
+            .begin()
+            .await
+            .map(|(url, sent_state, pending)| {
+                (see_other(&url), sent_state, Pending::Oidc(pending))
+            })
+            .map_err(|e| e.to_string());
+        (&provider.config.common.name, provider.provider(), begun)
+    } else if let Some(provider) = super::saml::provider(&state, &id) {
+        // RelayState: the flow's key, as OIDC's state is.
+        let relay_state = hex::encode(rand::random::<[u8; 32]>());
+        let begun = provider
+            .begin(&relay_state)
+            .await
+            .map(|(request, pending)| {
+                let page = super::saml::send_to_provider(provider, request);
+                (page, relay_state, Pending::Saml(pending))
+            })
+            .map_err(|e| e.to_string());
+        (&provider.config.common.name, provider.provider(), begun)
+    } else {
         return failed(
             &state,
             &headers,
@@ -102,20 +126,18 @@ pub async fn start(
             "There is no such sign-in method. Go back to the sign-in page and choose again.",
         );
     };
-    let return_to = local_or_root(query.return_to.as_deref());
-    match provider.begin().await {
-        Ok((url, sent_state, pending)) => {
+    match begun {
+        Ok((mut response, sent_state, pending)) => {
             state.sso_flows.start(&sent_state, &id, &return_to, pending);
-            let mut response = see_other(&url);
             let cookie = state.cookies.set(SSO_COOKIE, &sent_state, "Lax", Some(600));
             append_cookie(&mut response, &cookie);
             response
         }
         Err(e) => {
-            tracing::error!("sign-in with {} cannot start: {e}", provider.provider());
+            tracing::error!("sign-in with {provider_name} cannot start: {e}");
             let what = format!(
-                "Sign-in with {} is unavailable right now. Try again in a moment, or ask {}.",
-                provider.config.common.name, state.contact
+                "Sign-in with {name} is unavailable right now. Try again in a moment, or ask {}.",
+                state.contact
             );
             failed(&state, &headers, StatusCode::SERVICE_UNAVAILABLE, &what)
         }
@@ -128,7 +150,11 @@ pub async fn callback(
     Path(id): Path<String>,
     Query(query): Query<CallbackQuery>,
 ) -> Response {
-    let Some(provider) = provider(&state, &id) else {
+    let kind = if provider(&state, &id).is_some() {
+        "oidc"
+    } else if super::saml::provider(&state, &id).is_some() {
+        "saml"
+    } else {
         return failed(
             &state,
             &headers,
@@ -136,7 +162,6 @@ pub async fn callback(
             "There is no such sign-in method.",
         );
     };
-    let name = provider.config.common.name.clone();
     let cookies = headers
         .get_all(header::COOKIE)
         .iter()
@@ -157,7 +182,7 @@ pub async fn callback(
             .accounts
             .store()
             .add_audit(
-                &provider.provider(),
+                &format!("{kind}:{id}"),
                 "sign-in.refused",
                 None,
                 "unknown or reused state",
@@ -170,6 +195,35 @@ pub async fn callback(
             "This sign-in link has expired or was already used. Go back to the sign-in page and start again.",
         );
     };
+    match (&flow.pending, super::saml::provider(&state, &id)) {
+        (Pending::Saml(_), Some(provider)) => {
+            let Some(profile) = flow.completed.clone() else {
+                return failed(
+                    &state,
+                    &headers,
+                    StatusCode::BAD_REQUEST,
+                    "The sign-in did not finish at the provider. Go back to the sign-in page and start again.",
+                );
+            };
+            signed_in(&state, &headers, &provider.config.common, &profile, &flow, None).await
+        }
+        (Pending::Oidc(pending), _) => match provider(&state, &id) {
+            Some(provider) => oidc_callback(&state, &headers, provider, &query, &flow, pending).await,
+            None => failed(&state, &headers, StatusCode::BAD_REQUEST, "Start again."),
+        },
+        _ => failed(&state, &headers, StatusCode::BAD_REQUEST, "Start again."),
+    }
+}
+
+async fn oidc_callback(
+    state: &ConsoleState,
+    headers: &HeaderMap,
+    provider: &OidcProvider,
+    query: &CallbackQuery,
+    flow: &Flow,
+    pending: &portico_identity::sso::oidc::OidcPending,
+) -> Response {
+    let name = provider.config.common.name.clone();
     if let Some(error) = query.error.as_deref() {
         let detail: String = query
             .error_description
@@ -186,7 +240,7 @@ pub async fn callback(
             "{name} did not sign you in. Try again, or ask {}.",
             state.contact
         );
-        return failed(&state, &headers, StatusCode::UNAUTHORIZED, &what);
+        return failed(state, headers, StatusCode::UNAUTHORIZED, &what);
     }
     let Some(code) = query
         .code
@@ -194,13 +248,13 @@ pub async fn callback(
         .filter(|c| !c.is_empty() && c.len() <= 4096)
     else {
         return failed(
-            &state,
-            &headers,
+            state,
+            headers,
             StatusCode::BAD_REQUEST,
             "The provider sent no sign-in code. Start again.",
         );
     };
-    let (profile, tokens) = match provider.finish(code, &flow.oidc).await {
+    let (profile, tokens) = match provider.finish(code, pending).await {
         Ok(done) => done,
         Err(e) => {
             tracing::error!("{} sign-in failed: {e}", provider.provider());
@@ -218,25 +272,41 @@ pub async fn callback(
                 "Sign-in with {name} did not work. Try again, or ask {} if it keeps happening.",
                 state.contact
             );
-            return failed(&state, &headers, StatusCode::BAD_GATEWAY, &what);
+            return failed(state, headers, StatusCode::BAD_GATEWAY, &what);
         }
     };
+    let keep = Some((provider, &tokens));
+    signed_in(state, headers, &provider.config.common, &profile, flow, keep).await
+}
+
+/// The provider vouched for `profile`: make or find the account, start the session, keep the
+/// OIDC tokens (when given) with it, and go where the person was going.
+async fn signed_in(
+    state: &ConsoleState,
+    headers: &HeaderMap,
+    settings: &SsoCommon,
+    profile: &ExternalProfile,
+    flow: &Flow,
+    tokens: Option<(&OidcProvider, &OidcTokens)>,
+) -> Response {
     let store = state.accounts.store();
-    let user = match provision(store, &provider.config.common, &profile, &state.contact).await {
+    let user = match provision(store, settings, profile, &state.contact).await {
         Ok(user) => user,
-        Err(e) => return failed(&state, &headers, StatusCode::FORBIDDEN, &e.to_string()),
+        Err(e) => return failed(state, headers, StatusCode::FORBIDDEN, &e.to_string()),
     };
-    match start_session(&state, &headers, &user, &profile.provider).await {
+    match start_session(state, headers, &user, &profile.provider).await {
         Some((cookie, session_hash)) => {
-            keep_tokens(&state, provider, &session_hash, user.id, &tokens).await;
+            if let Some((provider, tokens)) = tokens {
+                keep_tokens(state, provider, &session_hash, user.id, tokens).await;
+            }
             let mut response = see_other(&flow.return_to);
             response.headers_mut().append(header::SET_COOKIE, cookie);
             append_cookie(&mut response, &state.cookies.clear(SSO_COOKIE));
             response
         }
         None => failed(
-            &state,
-            &headers,
+            state,
+            headers,
             StatusCode::SERVICE_UNAVAILABLE,
             "Sign-in is unavailable right now. Try again in a moment.",
         ),

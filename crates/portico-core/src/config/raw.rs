@@ -33,6 +33,8 @@ pub struct Auth {
     pub ldap: Vec<super::sso::RawLdap>,
     #[serde(default)]
     pub oidc: Vec<super::sso::RawOidc>,
+    #[serde(default)]
+    pub saml: Vec<super::sso::RawSaml>,
     pub invitation_lifetime_secs: Option<u64>,
     pub password_reset_lifetime_secs: Option<u64>,
 }

@@ -1,10 +1,11 @@
-//! `[[auth.ldap]]` (and, next, `[[auth.oidc]]`, `[[auth.saml]]`): single sign-on providers, as
+//! `[[auth.ldap]]`, `[[auth.oidc]]` and `[[auth.saml]]`: single sign-on providers, as
 //! written and as validated. What every provider shares (id, name, account linking, e-mail
 //! domains, which groups to import and how to name them) is `SsoCommon`.
 
 use super::Problem;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The keys every provider table accepts (repeated in each table: serde cannot combine
@@ -16,6 +17,20 @@ pub struct RawCommon {
     pub allowed_email_domains: Vec<String>,
     pub import_groups: Option<Vec<String>>,
     pub group_map: BTreeMap<String, String>,
+}
+
+/// Takes the shared keys out of a raw provider table.
+macro_rules! raw_common {
+    ($raw:expr) => {
+        RawCommon {
+            id: $raw.id,
+            name: $raw.name,
+            link_existing_accounts: $raw.link_existing_accounts,
+            allowed_email_domains: $raw.allowed_email_domains,
+            import_groups: $raw.import_groups,
+            group_map: $raw.group_map,
+        }
+    };
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,6 +82,31 @@ pub struct RawOidc {
     pub userinfo: Option<bool>,
     pub refresh_interval_secs: Option<u64>,
     pub end_provider_session: Option<bool>,
+    pub timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSaml {
+    pub id: String,
+    pub name: Option<String>,
+    #[serde(default)]
+    pub link_existing_accounts: bool,
+    #[serde(default)]
+    pub allowed_email_domains: Vec<String>,
+    pub import_groups: Option<Vec<String>>,
+    #[serde(default)]
+    pub group_map: BTreeMap<String, String>,
+    pub metadata_url: Option<String>,
+    pub metadata_file: Option<PathBuf>,
+    pub entity_id: Option<String>,
+    pub binding: Option<String>,
+    pub name_id_format: Option<String>,
+    pub subject_attribute: Option<String>,
+    pub email_attribute: Option<String>,
+    pub name_attribute: Option<String>,
+    pub groups_attribute: Option<String>,
+    pub clock_skew_secs: Option<u64>,
     pub timeout_secs: Option<u64>,
 }
 
@@ -214,15 +254,7 @@ pub(super) fn oidc(
     problems: &mut Vec<Problem>,
 ) -> OidcConfig {
     let key = format!("auth.oidc[{index}]");
-    let shared = RawCommon {
-        id: raw.id,
-        name: raw.name,
-        link_existing_accounts: raw.link_existing_accounts,
-        allowed_email_domains: raw.allowed_email_domains,
-        import_groups: raw.import_groups,
-        group_map: raw.group_map,
-    };
-    let common = common(&key, shared, seen, problems);
+    let common = common(&key, raw_common!(raw), seen, problems);
     let issuer = raw.issuer.trim().trim_end_matches('/').to_owned();
     let secure = issuer.starts_with("https://");
     let local = issuer
@@ -260,6 +292,145 @@ pub(super) fn oidc(
             secs => Some(Duration::from_secs(secs.max(10))),
         },
         end_provider_session: raw.end_provider_session.unwrap_or(true),
+        timeout: Duration::from_secs(raw.timeout_secs.unwrap_or(10).max(1)),
+    }
+}
+
+/// Where a SAML identity provider's metadata (endpoints, signing certificates) comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SamlMetadata {
+    /// Fetched at the first sign-in and again daily, so certificate rollovers are followed.
+    Url(String),
+    /// Read at start (for providers whose metadata is not published, or behind a login).
+    File(PathBuf),
+}
+
+/// How the sign-in request travels to the identity provider. The answer always comes back by
+/// HTTP-POST (an assertion is too big for a URL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SamlBinding {
+    Redirect,
+    Post,
+}
+
+/// A SAML 2.0 identity provider (ADFS, Ping Federate, Entra ID, Okta, Keycloak, …); Portico
+/// is the service provider.
+#[derive(Debug, Clone)]
+pub struct SamlConfig {
+    pub common: SsoCommon,
+    pub metadata: SamlMetadata,
+    /// Portico's entity id at this provider; default `<portal>/_portico/saml/<id>/metadata`.
+    pub entity_id: Option<String>,
+    pub binding: SamlBinding,
+    /// The NameID format asked for (full URN); `None` lets the provider choose.
+    pub name_id_format: Option<String>,
+    /// The attribute naming the person stably; `None`: the NameID.
+    pub subject_attribute: Option<String>,
+    /// Attribute names (or friendly names); `None` tries the usual ones (see docs).
+    pub email_attribute: Option<String>,
+    pub name_attribute: Option<String>,
+    pub groups_attribute: Option<String>,
+    /// How far apart Portico's and the provider's clocks may be.
+    pub clock_skew: Duration,
+    pub timeout: Duration,
+}
+
+pub(super) fn saml(
+    index: usize,
+    raw: RawSaml,
+    base: &Path,
+    seen: &mut HashSet<String>,
+    problems: &mut Vec<Problem>,
+) -> SamlConfig {
+    let key = format!("auth.saml[{index}]");
+    let metadata = match (raw.metadata_url, raw.metadata_file) {
+        (Some(url), None) => {
+            let url = url.trim().to_owned();
+            let local = url
+                .strip_prefix("http://")
+                .is_some_and(|rest| is_loopback_host(url_host(rest)));
+            if !url.starts_with("https://") && !local {
+                problems.push(Problem::new(
+                    format!("{key}.metadata_url"),
+                    format!("= \"{url}\" must be an https:// URL (plain http is only accepted for a provider on this machine), e.g. \"https://adfs.example.com/FederationMetadata/2007-06/FederationMetadata.xml\""),
+                ));
+            }
+            SamlMetadata::Url(url)
+        }
+        (None, Some(file)) => {
+            let path = base.join(&file);
+            if !path.is_file() {
+                problems.push(Problem::new(
+                    format!("{key}.metadata_file"),
+                    format!(
+                        "= \"{}\" is not a readable file; save the provider's metadata XML there, or use metadata_url",
+                        path.display()
+                    ),
+                ));
+            }
+            SamlMetadata::File(path)
+        }
+        (Some(_), Some(_)) => {
+            problems.push(Problem::new(
+                format!("{key}.metadata_file"),
+                "and metadata_url are both set; keep one",
+            ));
+            SamlMetadata::File(PathBuf::new())
+        }
+        (None, None) => {
+            problems.push(Problem::new(
+                key.clone(),
+                "needs the provider's metadata: metadata_url = \"https://…\" or metadata_file = \"idp.xml\"",
+            ));
+            SamlMetadata::File(PathBuf::new())
+        }
+    };
+    let binding = match raw.binding.as_deref() {
+        None | Some("redirect") => SamlBinding::Redirect,
+        Some("post") => SamlBinding::Post,
+        Some(other) => {
+            problems.push(Problem::new(
+                format!("{key}.binding"),
+                format!("= \"{other}\" is not a choice; write \"redirect\" or \"post\""),
+            ));
+            SamlBinding::Redirect
+        }
+    };
+    let name_id_format = raw.name_id_format.map(|f| match f.as_str() {
+        "persistent" => "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent".to_owned(),
+        "email" | "emailAddress" => {
+            "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress".to_owned()
+        }
+        "unspecified" => "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified".to_owned(),
+        _ => f,
+    });
+    if let Some(format) = &name_id_format {
+        if !format.starts_with("urn:") {
+            problems.push(Problem::new(
+                format!("{key}.name_id_format"),
+                format!("= \"{format}\" is not a NameID format; write \"persistent\", \"email\", \"unspecified\" or a full urn:oasis:names:tc:SAML URN"),
+            ));
+        }
+    }
+    let skew = raw.clock_skew_secs.unwrap_or(120);
+    if skew > 900 {
+        problems.push(Problem::new(
+            format!("{key}.clock_skew_secs"),
+            format!("= {skew} is too lenient (an old assertion would be accepted); fix the clocks and use at most 900, e.g. 120"),
+        ));
+    }
+    let nonempty = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+    SamlConfig {
+        common: common(&key, raw_common!(raw), seen, problems),
+        metadata,
+        entity_id: nonempty(raw.entity_id),
+        binding,
+        name_id_format,
+        subject_attribute: nonempty(raw.subject_attribute),
+        email_attribute: nonempty(raw.email_attribute),
+        name_attribute: nonempty(raw.name_attribute),
+        groups_attribute: nonempty(raw.groups_attribute),
+        clock_skew: Duration::from_secs(skew.min(900)),
         timeout: Duration::from_secs(raw.timeout_secs.unwrap_or(10).max(1)),
     }
 }
@@ -343,15 +514,7 @@ pub(super) fn ldap(
     problems: &mut Vec<Problem>,
 ) -> LdapConfig {
     let key = format!("auth.ldap[{index}]");
-    let shared = RawCommon {
-        id: raw.id,
-        name: raw.name,
-        link_existing_accounts: raw.link_existing_accounts,
-        allowed_email_domains: raw.allowed_email_domains,
-        import_groups: raw.import_groups,
-        group_map: raw.group_map,
-    };
-    let common = common(&key, shared, seen, problems);
+    let common = common(&key, raw_common!(raw), seen, problems);
     let url = raw.url.trim().to_owned();
     let security = if url.starts_with("ldaps://") {
         if raw.starttls {

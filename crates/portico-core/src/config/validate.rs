@@ -20,7 +20,7 @@ pub fn validate(raw: raw::ConfigFile, base: &Path) -> Result<Config, Vec<Problem
     let server = server(raw.server, base, &mut problems);
     let build = build(raw.build, base, &server, &mut problems);
     let fleet = fleet(raw.fleet, &mut problems);
-    let auth = auth(raw.auth, &mut problems);
+    let auth = auth(raw.auth, base, &mut problems);
     let smtp = raw.smtp.map(|raw| smtp(raw, &mut problems));
     let apps = apps(raw.apps, base, &mut problems);
     if problems.is_empty() {
@@ -119,7 +119,7 @@ fn fleet(raw: raw::Fleet, problems: &mut Vec<Problem>) -> FleetConfig {
     }
 }
 
-fn auth(raw: raw::Auth, problems: &mut Vec<Problem>) -> AuthConfig {
+fn auth(raw: raw::Auth, base: &Path, problems: &mut Vec<Problem>) -> AuthConfig {
     let idle = raw.session_idle_timeout_secs.unwrap_or(8 * 3600);
     let lifetime = raw.session_lifetime_secs.unwrap_or(24 * 3600);
     if idle == 0 {
@@ -174,17 +174,24 @@ fn auth(raw: raw::Auth, problems: &mut Vec<Problem>) -> AuthConfig {
         .enumerate()
         .map(|(i, o)| super::sso::oidc(i, o, &mut ids, problems))
         .collect();
+    let saml: Vec<_> = raw
+        .saml
+        .into_iter()
+        .enumerate()
+        .map(|(i, o)| super::sso::saml(i, o, base, &mut ids, problems))
+        .collect();
     let password_sign_in = raw.password_sign_in.unwrap_or(true);
-    if !password_sign_in && ldap.is_empty() && oidc.is_empty() {
+    if !password_sign_in && ldap.is_empty() && oidc.is_empty() && saml.is_empty() {
         problems.push(Problem::new(
             "auth.password_sign_in",
-            "= false leaves no way to sign in (no single sign-on provider is configured); remove it, or add an [[auth.oidc]] or [[auth.ldap]] provider",
+            "= false leaves no way to sign in (no single sign-on provider is configured); remove it, or add an [[auth.oidc]], [[auth.saml]] or [[auth.ldap]] provider",
         ));
     }
     AuthConfig {
         password_sign_in,
         ldap,
         oidc,
+        saml,
         require_mfa,
         invitation_lifetime: Duration::from_secs(invitation),
         password_reset_lifetime: Duration::from_secs(reset),

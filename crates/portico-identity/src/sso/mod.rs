@@ -1,4 +1,4 @@
-//! Single sign-on: providers that vouch for a person (LDAP now; OIDC and SAML next), and the
+//! Single sign-on: providers that vouch for a person (LDAP, OIDC, SAML), and the
 //! one place where what a provider says becomes a Portico account (just-in-time), with its
 //! groups refreshed at every sign-in.
 
@@ -6,6 +6,7 @@ pub mod flows;
 pub mod ldap;
 pub mod oidc;
 pub mod refresh;
+pub mod saml;
 
 use crate::email::normalize_email;
 use crate::sessions::unix_now;
@@ -182,4 +183,16 @@ fn valid_group_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_alphanumeric() || " -_.:@".contains(c))
+}
+
+/// An error with its causes, which is where the useful part of library errors lives.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
 }

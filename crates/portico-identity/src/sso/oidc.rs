@@ -3,7 +3,7 @@
 //! JWKS, issuer, audience, expiry, nonce) by the library, userinfo, and claims read by
 //! configurable paths.
 
-use super::ExternalProfile;
+use super::{error_chain, ExternalProfile};
 use openidconnect::core::{
     CoreAuthPrompt, CoreAuthenticationFlow, CoreClient, CoreGenderClaim,
     CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm,
@@ -361,18 +361,6 @@ fn merge(into: &mut Value, from: Value) {
     if let (Value::Object(into), Value::Object(from)) = (into, from) {
         into.extend(from);
     }
-}
-
-/// An error with its causes, which is where the useful part of library errors lives.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        cause = inner.source();
-    }
-    text
 }
 
 /// A claim by path: the whole path as one claim name first (`cognito:groups`,
