@@ -96,10 +96,22 @@ async fn apps_removed_from_the_config_are_forgotten_and_restarts_reset() {
 async fn a_saml_assertion_is_accepted_once_per_provider_until_it_expires() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).await.unwrap();
-    assert!(store.use_saml_assertion("saml:a", "_1", 100, 200).await.unwrap());
-    assert!(!store.use_saml_assertion("saml:a", "_1", 150, 200).await.unwrap());
+    assert!(store
+        .use_saml_assertion("saml:a", "_1", 100, 200)
+        .await
+        .unwrap());
+    assert!(!store
+        .use_saml_assertion("saml:a", "_1", 150, 200)
+        .await
+        .unwrap());
     // Another provider's assertion with the same id is a different assertion.
-    assert!(store.use_saml_assertion("saml:b", "_1", 150, 200).await.unwrap());
+    assert!(store
+        .use_saml_assertion("saml:b", "_1", 150, 200)
+        .await
+        .unwrap());
     // Past its expiry the record is dropped (the assertion is refused as expired by then).
-    assert!(store.use_saml_assertion("saml:a", "_1", 201, 300).await.unwrap());
+    assert!(store
+        .use_saml_assertion("saml:a", "_1", 201, 300)
+        .await
+        .unwrap());
 }

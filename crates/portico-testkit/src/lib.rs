@@ -9,6 +9,7 @@ pub mod directory;
 pub mod oidc_idp;
 mod portico;
 mod python;
+pub mod saml_idp;
 mod smtp_sink;
 mod visitor;
 
@@ -18,6 +19,7 @@ pub use directory::Directory;
 pub use oidc_idp::{IdpAccount, OidcIdp};
 pub use portico::{AppConfig, Portico, PorticoConfig};
 pub use python::python_with;
+pub use saml_idp::{SamlAccount, SamlIdp};
 pub use smtp_sink::{link_in, Mail, SmtpSink};
 pub use visitor::{Landing, Visitor};
 

@@ -24,8 +24,8 @@ pub struct OidcIdp {
     pub port: u16,
 }
 
-/// `target/portico-test-node` with the providers' npm packages, installed once.
-fn node_dir() -> PathBuf {
+/// `target/portico-test-node` with the providers' npm packages (installed once) and scripts.
+pub(crate) fn node_dir() -> PathBuf {
     let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("idp");
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/portico-test-node");
     std::fs::create_dir_all(&dir).unwrap();
@@ -45,7 +45,9 @@ fn node_dir() -> PathBuf {
             "npm could not install the test identity providers"
         );
     }
-    std::fs::copy(source.join("oidc.mjs"), dir.join("oidc.mjs")).unwrap();
+    for script in ["oidc.mjs", "saml.cjs"] {
+        std::fs::copy(source.join(script), dir.join(script)).unwrap();
+    }
     dir
 }
 

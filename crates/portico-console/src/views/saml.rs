@@ -73,7 +73,11 @@ pub async fn metadata(State(state): State<Arc<ConsoleState>>, Path(id): Path<Str
         }
         Err(e) => {
             tracing::error!("{}: {e}", provider.provider());
-            (StatusCode::INTERNAL_SERVER_ERROR, "cannot write the metadata\n").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot write the metadata\n",
+            )
+                .into_response()
         }
     }
 }
@@ -145,7 +149,11 @@ pub async fn acs(
     {
         Ok(true) => {}
         Ok(false) => {
-            refuse(format!("assertion {} was already used (a replay)", assertion.id)).await;
+            refuse(format!(
+                "assertion {} was already used (a replay)",
+                assertion.id
+            ))
+            .await;
             return failed(
                 &state,
                 &headers,

@@ -11,10 +11,10 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use portico_core::{Identity, SsoCommon};
 use portico_identity::sessions::unix_now;
-use portico_identity::sso::oidc::{OidcProvider, OidcTokens};
 use portico_identity::sso::flows::{Flow, Pending};
-use portico_identity::sso::{provision, ExternalProfile};
+use portico_identity::sso::oidc::{OidcProvider, OidcTokens};
 use portico_identity::sso::refresh;
+use portico_identity::sso::{provision, ExternalProfile};
 use portico_identity::web::SSO_COOKIE;
 use portico_store::SsoSessionRow;
 use serde::Deserialize;
@@ -47,7 +47,12 @@ fn provider<'a>(state: &'a ConsoleState, id: &str) -> Option<&'a OidcProvider> {
 }
 
 /// A failure page: `what` for the person, nothing internal.
-pub(super) fn failed(state: &ConsoleState, headers: &HeaderMap, status: StatusCode, what: &str) -> Response {
+pub(super) fn failed(
+    state: &ConsoleState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    what: &str,
+) -> Response {
     let (token, cookie) = csrf::token(state, headers);
     let nav = Nav::new(&Identity::Anonymous, &token);
     let mut response = message(status, nav, "Sign-in did not work", what);
@@ -101,9 +106,7 @@ pub async fn start(
         let begun = provider
             .begin()
             .await
-            .map(|(url, sent_state, pending)| {
-                (see_other(&url), sent_state, Pending::Oidc(pending))
-            })
+            .map(|(url, sent_state, pending)| (see_other(&url), sent_state, Pending::Oidc(pending)))
             .map_err(|e| e.to_string());
         (&provider.config.common.name, provider.provider(), begun)
     } else if let Some(provider) = super::saml::provider(&state, &id) {
@@ -205,10 +208,20 @@ pub async fn callback(
                     "The sign-in did not finish at the provider. Go back to the sign-in page and start again.",
                 );
             };
-            signed_in(&state, &headers, &provider.config.common, &profile, &flow, None).await
+            signed_in(
+                &state,
+                &headers,
+                &provider.config.common,
+                &profile,
+                &flow,
+                None,
+            )
+            .await
         }
         (Pending::Oidc(pending), _) => match provider(&state, &id) {
-            Some(provider) => oidc_callback(&state, &headers, provider, &query, &flow, pending).await,
+            Some(provider) => {
+                oidc_callback(&state, &headers, provider, &query, &flow, pending).await
+            }
             None => failed(&state, &headers, StatusCode::BAD_REQUEST, "Start again."),
         },
         _ => failed(&state, &headers, StatusCode::BAD_REQUEST, "Start again."),
@@ -276,7 +289,15 @@ async fn oidc_callback(
         }
     };
     let keep = Some((provider, &tokens));
-    signed_in(state, headers, &provider.config.common, &profile, flow, keep).await
+    signed_in(
+        state,
+        headers,
+        &provider.config.common,
+        &profile,
+        flow,
+        keep,
+    )
+    .await
 }
 
 /// The provider vouched for `profile`: make or find the account, start the session, keep the

@@ -221,9 +221,11 @@ impl SamlProvider {
         if has_doctype(xml) {
             return Err(bad("it contains a document type declaration".into()));
         }
-        let descriptor: EntityDescriptor = xml
-            .parse()
-            .map_err(|e| bad(format!("it is not SAML metadata (an EntityDescriptor): {e}")))?;
+        let descriptor: EntityDescriptor = xml.parse().map_err(|e| {
+            bad(format!(
+                "it is not SAML metadata (an EntityDescriptor): {e}"
+            ))
+        })?;
         if descriptor.entity_id.as_deref().unwrap_or("").is_empty() {
             return Err(bad("it has no entityID".into()));
         }
@@ -263,8 +265,7 @@ impl SamlProvider {
             idp_metadata: idp,
             authn_name_id_format: self.config.name_id_format.clone(),
             allow_idp_initiated: false,
-            max_issue_delay: chrono::Duration::from_std(MAX_ISSUE_DELAY).unwrap_or_default()
-                + skew,
+            max_issue_delay: chrono::Duration::from_std(MAX_ISSUE_DELAY).unwrap_or_default() + skew,
             max_clock_skew: skew,
             ..ServiceProvider::default()
         }
@@ -294,7 +295,10 @@ impl SamlProvider {
             }
             Err(e) => match cached.as_ref() {
                 Some((_, stale)) => {
-                    tracing::warn!("{}: keeping the metadata fetched earlier: {e}", self.provider());
+                    tracing::warn!(
+                        "{}: keeping the metadata fetched earlier: {e}",
+                        self.provider()
+                    );
                     Ok(stale.clone())
                 }
                 None => Err(e),
@@ -341,11 +345,15 @@ impl SamlProvider {
                 value: Some(self.entity_id.clone()),
                 ..Issuer::default()
             }),
-            name_id_policy: self.config.name_id_format.clone().map(|format| NameIdPolicy {
-                allow_create: Some(true),
-                format: Some(format),
-                ..NameIdPolicy::default()
-            }),
+            name_id_policy: self
+                .config
+                .name_id_format
+                .clone()
+                .map(|format| NameIdPolicy {
+                    allow_create: Some(true),
+                    format: Some(format),
+                    ..NameIdPolicy::default()
+                }),
             ..AuthnRequest::default()
         };
         let pending = SamlPending {
@@ -386,8 +394,7 @@ impl SamlProvider {
         if has_doctype(&xml) {
             return Err(SamlError::Doctype);
         }
-        if !xml.contains("http://www.w3.org/2000/09/xmldsig#") || !xml.contains("SignatureValue")
-        {
+        if !xml.contains("http://www.w3.org/2000/09/xmldsig#") || !xml.contains("SignatureValue") {
             return Err(SamlError::Unsigned);
         }
         let idp = self.idp_metadata().await?;
@@ -400,6 +407,9 @@ impl SamlProvider {
                 samael::service_provider::Error::ResponseBadStatusCode { code } => {
                     SamlError::Status(code, status_message(&xml))
                 }
+                samael::service_provider::Error::FailedToValidateSignature => SamlError::Refused(
+                    "its XML signature does not verify with the provider's certificate from the metadata (altered in transit, signed by someone else, or the provider changed its certificate: then refresh the metadata)".into(),
+                ),
                 samael::service_provider::Error::FailedToParseSamlResponse => SamlError::Refused(
                     "nothing signed by the provider's certificate is left to read (the signed part does not contain an assertion)".into(),
                 ),
@@ -493,7 +503,8 @@ impl SamlProvider {
                     let found: Vec<String> = attributes
                         .iter()
                         .filter(|a| {
-                            a.name.as_deref() == Some(name) || a.friendly_name.as_deref() == Some(name)
+                            a.name.as_deref() == Some(name)
+                                || a.friendly_name.as_deref() == Some(name)
                         })
                         .flat_map(|a| a.values.iter().filter_map(|v| v.value.clone()))
                         .map(|v| v.trim().to_owned())
@@ -504,7 +515,10 @@ impl SamlProvider {
                 .unwrap_or_default()
         };
         let sent_names = || {
-            let names: Vec<&str> = attributes.iter().filter_map(|a| a.name.as_deref()).collect();
+            let names: Vec<&str> = attributes
+                .iter()
+                .filter_map(|a| a.name.as_deref())
+                .collect();
             if names.is_empty() {
                 "it sent no attributes".to_owned()
             } else {
@@ -596,7 +610,13 @@ fn status_message(xml: &str) -> String {
         return String::new();
     };
     let rest = &xml[start + "StatusMessage>".len()..];
-    let message: String = rest.split('<').next().unwrap_or("").chars().take(200).collect();
+    let message: String = rest
+        .split('<')
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(200)
+        .collect();
     if message.trim().is_empty() {
         String::new()
     } else {
