@@ -174,3 +174,41 @@ fn bad_access_rules_say_what_to_write() {
         "{message}"
     );
 }
+
+#[test]
+fn a_saml_provider_needs_one_metadata_source_and_sane_settings() {
+    let message = errors(
+        "[[auth.saml]]\nid = \"adfs\"\nbinding = \"artifact\"\nclock_skew_secs = 3600\n\
+         [[auth.saml]]\nid = \"adfs\"\nmetadata_url = \"http://idp.example.com/metadata\"\n\
+         [[auth.saml]]\nid = \"ping\"\nmetadata_file = \"missing.xml\"\nname_id_format = \"guid\"\n",
+    );
+    for expected in [
+        "auth.saml[0]: needs the provider's metadata",
+        "auth.saml[0].binding = \"artifact\" is not a choice",
+        "auth.saml[0].clock_skew_secs = 3600 is too lenient",
+        "auth.saml[1].id = \"adfs\" is already the id of another provider",
+        "auth.saml[1].metadata_url = \"http://idp.example.com/metadata\" must be an https:// URL",
+        "missing.xml\" is not a readable file",
+        "auth.saml[2].name_id_format = \"guid\" is not a NameID format",
+    ] {
+        assert!(message.contains(expected), "{expected}:\n{message}");
+    }
+    let (dir, path) = workspace();
+    fs::write(dir.path().join("idp.xml"), "<md:EntityDescriptor/>").unwrap();
+    let config = Config::parse(
+        &path,
+        "[[auth.saml]]\nid = \"ping\"\nmetadata_file = \"idp.xml\"\nname_id_format = \"persistent\"\n",
+    )
+    .unwrap();
+    let saml = &config.auth.saml[0];
+    assert_eq!(
+        saml.metadata,
+        SamlMetadata::File(dir.path().join("idp.xml"))
+    );
+    assert_eq!(saml.binding, SamlBinding::Redirect);
+    assert_eq!(
+        saml.name_id_format.as_deref(),
+        Some("urn:oasis:names:tc:SAML:2.0:nameid-format:persistent")
+    );
+    assert_eq!(saml.clock_skew.as_secs(), 120);
+}
