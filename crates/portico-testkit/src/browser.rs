@@ -120,6 +120,12 @@ impl Browser {
         element.click().await.unwrap();
     }
 
+    /// The text of the page's body, as the person reads it.
+    pub async fn body_text(&self) -> String {
+        let body = self.client.find(Locator::Css("body")).await.unwrap();
+        body.text().await.unwrap()
+    }
+
     pub async fn current_url(&self) -> String {
         self.client.current_url().await.unwrap().to_string()
     }

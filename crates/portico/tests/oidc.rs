@@ -65,14 +65,7 @@ async fn in_a_browser_a_person_signs_in_through_the_provider_and_its_groups_deci
         app,
         "back where the person started"
     );
-    let body = browser
-        .client
-        .find(fantoccini::Locator::Css("body"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = browser.body_text().await;
     assert!(
         body.contains("\"x-forwarded-email\":\"ada@example.com\""),
         "{body}"
