@@ -7,10 +7,12 @@
 
 mod raw;
 mod sso;
+mod tls;
 pub use sso::{
     LdapConfig, LdapGroups, LdapSecurity, OidcConfig, SamlBinding, SamlConfig, SamlMetadata,
     SsoCommon,
 };
+pub use tls::{CertificateFiles, TlsConfig, TlsSource};
 mod validate;
 
 use crate::model::Framework;
@@ -32,6 +34,8 @@ pub struct Config {
     /// `[smtp]`: where invitation and password-reset e-mails go; `None` when not set, and
     /// then the CLI prints links instead.
     pub smtp: Option<SmtpConfig>,
+    /// `[tls]`: HTTPS on `server.listen`; `None`: plain HTTP.
+    pub tls: Option<TlsConfig>,
     pub apps: Vec<AppSpec>,
 }
 
@@ -109,6 +113,8 @@ pub struct ServerConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// Requests whose header section is larger get `431 Request Header Fields Too Large`.
     pub max_header_bytes: usize,
+    /// A plain-HTTP listener that redirects to HTTPS (with `[tls]`).
+    pub redirect_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone)]

@@ -13,8 +13,9 @@ pub mod urls;
 
 pub use access::{Access, Decision};
 pub use config::{
-    AppSpec, Config, ConfigError, LdapConfig, LdapGroups, LdapSecurity, MfaPolicy, OidcConfig,
-    Problem, SamlBinding, SamlConfig, SamlMetadata, SmtpConfig, SmtpSecurity, SsoCommon,
+    AppSpec, CertificateFiles, Config, ConfigError, LdapConfig, LdapGroups, LdapSecurity,
+    MfaPolicy, OidcConfig, Problem, SamlBinding, SamlConfig, SamlMetadata, SmtpConfig,
+    SmtpSecurity, SsoCommon, TlsConfig, TlsSource,
 };
 pub use model::{AppStatus, ClientAddr, Framework, Identity, MountStyle, ReplicaState, User};
 pub use routes::{AppRoute, RouteTable, SharedRoutes};

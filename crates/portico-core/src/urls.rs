@@ -55,6 +55,19 @@ impl PublicUrls {
         )
     }
 
+    /// `https://<host>:<port>`: where a request for `host` on another listener belongs.
+    pub fn origin_of(&self, host: &str) -> String {
+        format!("{}://{}{}", self.scheme, host, self.port_suffix)
+    }
+
+    /// Whether `host` is the portal's or an app's.
+    pub fn serves_host(&self, host: &str) -> bool {
+        host == self.domain
+            || host
+                .strip_suffix(self.domain.as_str())
+                .is_some_and(|label| label.ends_with('.') && label.len() > 1)
+    }
+
     /// The `Host` values a browser sends for this app (for frameworks that check WebSocket
     /// origins, such as Panel).
     pub fn app_hosts(&self, app: &str) -> [String; 2] {

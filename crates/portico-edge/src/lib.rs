@@ -23,6 +23,7 @@ mod request_filter;
 mod router;
 mod signin;
 mod telemetry;
+pub mod tls;
 
 pub use body::ProxyBody;
 pub use lifecycle::{Edge, EdgeOptions, ListenerKind};

@@ -36,6 +36,8 @@ pub struct EdgeOptions {
     pub audit: Arc<AuditSink>,
     /// Named on "no access" pages: whom to ask.
     pub contact: String,
+    /// `Strict-Transport-Security` for every response on the main listener (HTTPS only).
+    pub hsts: Option<String>,
 }
 
 /// Which listener a request arrived on.
@@ -44,6 +46,8 @@ pub enum ListenerKind {
     Main,
     /// Serves only `/metrics`, `/healthz` and `/readyz`.
     Metrics,
+    /// Plain HTTP beside HTTPS: sends every request to the same address over HTTPS.
+    Redirect,
 }
 
 pub struct Edge {
@@ -58,6 +62,7 @@ pub struct Edge {
     metrics: Option<PrometheusHandle>,
     /// Latches once every app has settled after start-up (see `readyz`).
     ready: AtomicBool,
+    hsts: Option<HeaderValue>,
 }
 
 impl Edge {
@@ -67,6 +72,10 @@ impl Edge {
         options: EdgeOptions,
         metrics: Option<PrometheusHandle>,
     ) -> Edge {
+        let hsts = options
+            .hsts
+            .as_deref()
+            .and_then(|h| HeaderValue::from_str(h).ok());
         Edge {
             routes,
             portal,
@@ -78,16 +87,36 @@ impl Edge {
             identity_headers: IdentityHeaderCache::default(),
             metrics,
             ready: AtomicBool::new(false),
+            hsts,
         }
     }
 
     pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        listener: ListenerKind,
+    ) -> Response<ProxyBody> {
+        let mut response = self.respond(req, peer, listener).await;
+        if let (Some(hsts), ListenerKind::Main) = (&self.hsts, listener) {
+            response
+                .headers_mut()
+                .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+        }
+        response
+    }
+
+    async fn respond(
         &self,
         mut req: Request<Incoming>,
         peer: SocketAddr,
         listener: ListenerKind,
     ) -> Response<ProxyBody> {
         let started = Instant::now();
+
+        if listener == ListenerKind::Redirect {
+            return self.to_https(&req);
+        }
 
         // Phase 1: request filter.
         if let Err(problem) = check_path(req.uri().path()) {
@@ -247,7 +276,7 @@ impl Edge {
             mode,
             endpoint,
             peer,
-            scheme: "http",
+            scheme: self.options.urls.scheme(),
             identity_headers: identity_headers.as_deref(),
             assertion: assertion.as_ref(),
         };
@@ -272,6 +301,26 @@ impl Edge {
             .app(app)
             .record(response.status().as_u16(), started.elapsed());
         response
+    }
+
+    /// The redirect listener's answer: the same host and path over HTTPS, for hosts Portico
+    /// serves (anything else would make Portico an open redirector).
+    fn to_https(&self, req: &Request<Incoming>) -> Response<ProxyBody> {
+        let host_header = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok());
+        let host = request_host(host_header, req.uri().authority().map(|a| a.as_str()));
+        match host {
+            Some(host) if self.options.urls.serves_host(&host) => {
+                let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+                redirect(&format!("{}{path}", self.options.urls.origin_of(&host)))
+            }
+            _ => plain(
+                StatusCode::MISDIRECTED_REQUEST,
+                "Portico does not serve this host name.\n",
+            ),
+        }
     }
 
     fn metrics_listener(&self, path: &str) -> Response<ProxyBody> {

@@ -1,5 +1,5 @@
-//! Accepting connections: HTTP/1.1 (with upgrades) and HTTP/2, a bound on header size and
-//! header read time, and a graceful stop that lets in-flight requests finish.
+//! Accepting connections: plain or TLS, HTTP/1.1 (with upgrades) and HTTP/2, a bound on
+//! header size and header read time, and a graceful stop that lets in-flight requests finish.
 
 use crate::lifecycle::{Edge, ListenerKind};
 use hyper::service::service_fn;
@@ -15,6 +15,8 @@ use tokio::sync::watch;
 
 /// How long a client may take to send its request headers (slow-loris protection).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a client may take to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight requests get to finish when Portico stops.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -45,14 +47,17 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-/// Serves connections until `stop` turns true, then drains.
+/// Serves connections until `stop` turns true, then drains. With `tls`, each connection is
+/// a TLS handshake first (done in the connection's own task, so a slow client delays nobody).
 pub async fn serve(
     listener: TcpListener,
     edge: Arc<Edge>,
     kind: ListenerKind,
     max_header_bytes: usize,
+    tls: Option<Arc<rustls::ServerConfig>>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -84,10 +89,34 @@ pub async fn serve(
             let edge = edge.clone();
             async move { Ok::<_, Infallible>(edge.handle(req, peer, kind).await) }
         });
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection.into_owned());
+        let Some(acceptor) = acceptor.clone() else {
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let connection = graceful.watch(connection.into_owned());
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(%peer, "connection ended: {e}");
+                }
+            });
+            continue;
+        };
+        let builder = builder.clone();
+        // Registered before the handshake so a stop waits for it too.
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let stream =
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, "TLS handshake failed: {e}");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(connection.into_owned()).await {
                 tracing::debug!(%peer, "connection ended: {e}");
             }
         });

@@ -66,6 +66,8 @@ pub struct Portico {
     pub data_dir: PathBuf,
     bin: PathBuf,
     apps: Vec<String>,
+    /// `http` or `https` (with a `[tls]` table).
+    scheme: &'static str,
 }
 
 /// Environments are shared by all tests of a run (and across runs): building them is the
@@ -135,7 +137,13 @@ impl Portico {
             || {
                 let url = url.clone();
                 async move {
-                    reqwest::get(&url)
+                    let client = reqwest::Client::builder()
+                        .danger_accept_invalid_certs(true)
+                        .build()
+                        .unwrap();
+                    client
+                        .get(&url)
+                        .send()
                         .await
                         .ok()
                         .filter(|r| r.status().is_success())
@@ -169,12 +177,21 @@ impl Portico {
             data_dir,
             bin: bin.into(),
             apps: config.apps.iter().map(|a| a.name.clone()).collect(),
+            scheme: if config.sections.contains("[tls]") {
+                "https"
+            } else {
+                "http"
+            },
         }
     }
 
     async fn wait_ready(&mut self, timeout: Duration) {
         let url = format!("{}readyz", self.portal_url());
-        let client = reqwest::Client::new();
+        // Readiness only: tests check certificates themselves.
+        let client = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .build()
+            .unwrap();
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(response) = client.get(&url).send().await {
@@ -206,20 +223,33 @@ impl Portico {
     }
 
     pub fn portal_url(&self) -> String {
-        format!("http://localhost:{}/", self.port)
+        format!("{}://localhost:{}/", self.scheme, self.port)
     }
 
     pub fn app_host_url(&self, app: &str) -> String {
-        format!("http://{app}.localhost:{}/", self.port)
+        format!("{}://{app}.localhost:{}/", self.scheme, self.port)
     }
 
     pub fn app_path_url(&self, app: &str) -> String {
-        format!("http://localhost:{}/apps/{app}/", self.port)
+        format!("{}://localhost:{}/apps/{app}/", self.scheme, self.port)
+    }
+
+    /// The development certificate of `[tls] self_signed = true`, once Portico made it.
+    pub fn self_signed_certificate(&self) -> reqwest::Certificate {
+        let pem = std::fs::read(self.data_dir.join("tls/self-signed.pem"))
+            .expect("Portico's development certificate");
+        reqwest::Certificate::from_pem(&pem).unwrap()
     }
 
     /// An HTTP client that resolves every app's host name to loopback.
+    /// Over HTTPS it trusts Portico's development certificate (and nothing else).
     pub fn client(&self) -> reqwest::Client {
         let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+        if self.scheme == "https" {
+            builder = builder
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(self.self_signed_certificate());
+        }
         for app in &self.apps {
             builder = builder.resolve(
                 &format!("{app}.localhost"),

@@ -30,6 +30,24 @@ pub fn validate(explicit: Option<PathBuf>) -> Result<Validated, String> {
             Err(e) => problems.push(Problem::new(format!("apps[{i}].source"), e.to_string())),
         }
     }
+    // Certificate files are read now, so a wrong key or a chain file holding no certificate
+    // stops `check` as it would stop `up` (the development certificate is made by `up`).
+    if let Some(tls) = &config.tls {
+        if let portico_core::TlsSource::Files(files) = &tls.source {
+            for (i, file) in files.iter().enumerate() {
+                let one = portico_core::TlsConfig {
+                    source: portico_core::TlsSource::Files(vec![file.clone()]),
+                    ..tls.clone()
+                };
+                if let Err(e) = portico_edge::tls::load(&one, &[], &config.server.data_dir) {
+                    problems.push(Problem::new(
+                        format!("tls.certificates[{i}]"),
+                        e.to_string(),
+                    ));
+                }
+            }
+        }
+    }
     if !problems.is_empty() {
         return Err(ConfigError::Invalid {
             file: path,

@@ -61,6 +61,15 @@ async fn serve(validated: Validated) -> Result<(), String> {
         None => None,
     };
 
+    let redirect_listener = match server.redirect_listen {
+        Some(addr) => Some(
+            portico_edge::bind(addr, "server.redirect_listen")
+                .await
+                .map_err(|e| e.to_string())?,
+        ),
+        None => None,
+    };
+
     std::fs::create_dir_all(&server.data_dir).map_err(|e| {
         format!(
             "cannot create the data folder {}: {e}",
@@ -105,7 +114,21 @@ async fn serve(validated: Validated) -> Result<(), String> {
         .local_addr()
         .map(|a| a.port())
         .unwrap_or(server.listen.port());
-    let urls = PublicUrls::new(&server.domain, port, false);
+    let urls = PublicUrls::new(&server.domain, port, config.tls.is_some());
+    let tls = match &config.tls {
+        Some(tls) => {
+            let mut names = vec![server.domain.clone(), format!("*.{}", server.domain)];
+            names.extend(
+                apps.iter()
+                    .map(|a| format!("{}.{}", a.spec.name, server.domain)),
+            );
+            let keys =
+                portico_edge::tls::load(tls, &names, &data_dir).map_err(|e| format!("tls: {e}"))?;
+            let certificates = portico_edge::tls::Certificates::new(keys);
+            Some(portico_edge::tls::server_config(certificates))
+        }
+        None => None,
+    };
     let routes = Arc::new(arc_swap::ArcSwap::from_pointee(RouteTable::new(
         apps.iter()
             .map(|a| AppRoute {
@@ -222,6 +245,7 @@ async fn serve(validated: Validated) -> Result<(), String> {
         assertions,
         audit: Arc::new(portico_identity::AuditSink::start(store.clone())),
         contact: config.auth.contact.clone(),
+        hsts: config.tls.as_ref().and_then(|t| t.hsts_header()),
     };
     let edge = Arc::new(Edge::new(routes.clone(), portal, options, Some(metrics)));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -231,14 +255,26 @@ async fn serve(validated: Validated) -> Result<(), String> {
         edge.clone(),
         ListenerKind::Main,
         max_header,
+        tls,
         stop_rx.clone(),
     ))];
+    if let Some(listener) = redirect_listener {
+        servers.push(tokio::spawn(portico_edge::serve(
+            listener,
+            edge.clone(),
+            ListenerKind::Redirect,
+            max_header,
+            None,
+            stop_rx.clone(),
+        )));
+    }
     if let Some(listener) = metrics_listener {
         servers.push(tokio::spawn(portico_edge::serve(
             listener,
             edge.clone(),
             ListenerKind::Metrics,
             max_header,
+            None,
             stop_rx.clone(),
         )));
     }

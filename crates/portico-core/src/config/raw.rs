@@ -16,6 +16,7 @@ pub struct ConfigFile {
     #[serde(default)]
     pub auth: Auth,
     pub smtp: Option<Smtp>,
+    pub tls: Option<super::tls::RawTls>,
     #[serde(default)]
     pub apps: Vec<App>,
 }
@@ -60,6 +61,8 @@ pub struct Server {
     #[serde(default = "default_data_dir")]
     pub data_dir: String,
     pub metrics_listen: Option<String>,
+    /// A plain-HTTP listener that sends everyone to HTTPS (needs `[tls]`).
+    pub redirect_listen: Option<String>,
     #[serde(default = "default_max_header_bytes")]
     pub max_header_bytes: usize,
 }
@@ -71,6 +74,7 @@ impl Default for Server {
             domain: default_domain(),
             data_dir: default_data_dir(),
             metrics_listen: None,
+            redirect_listen: None,
             max_header_bytes: default_max_header_bytes(),
         }
     }

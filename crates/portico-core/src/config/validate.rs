@@ -22,6 +22,13 @@ pub fn validate(raw: raw::ConfigFile, base: &Path) -> Result<Config, Vec<Problem
     let fleet = fleet(raw.fleet, &mut problems);
     let auth = auth(raw.auth, base, &mut problems);
     let smtp = raw.smtp.map(|raw| smtp(raw, &mut problems));
+    let tls = raw.tls.map(|raw| super::tls::tls(raw, base, &mut problems));
+    if tls.is_none() && server.redirect_listen.is_some() {
+        problems.push(Problem::new(
+            "server.redirect_listen",
+            "redirects to HTTPS, which needs a [tls] table; add one or remove the key",
+        ));
+    }
     let apps = apps(raw.apps, base, &mut problems);
     if problems.is_empty() {
         Ok(Config {
@@ -31,6 +38,7 @@ pub fn validate(raw: raw::ConfigFile, base: &Path) -> Result<Config, Vec<Problem
             fleet,
             auth,
             smtp,
+            tls,
             apps,
         })
     } else {
@@ -48,6 +56,18 @@ fn server(raw: raw::Server, base: &Path, problems: &mut Vec<Problem>) -> ServerC
         problems.push(Problem::new(
             "server.metrics_listen",
             format!("= \"{}\" is the same address as server.listen; choose another port or remove the key", raw.listen),
+        ));
+    }
+    let redirect_listen = raw
+        .redirect_listen
+        .as_deref()
+        .map(|text| socket_addr("server.redirect_listen", text, problems));
+    if redirect_listen.is_some()
+        && (redirect_listen == Some(listen) || redirect_listen == metrics_listen)
+    {
+        problems.push(Problem::new(
+            "server.redirect_listen",
+            "is the same address as another listener; choose another port (usually 80)",
         ));
     }
     if !is_domain(&raw.domain) {
@@ -74,6 +94,7 @@ fn server(raw: raw::Server, base: &Path, problems: &mut Vec<Problem>) -> ServerC
         data_dir: base.join(&raw.data_dir),
         metrics_listen,
         max_header_bytes: raw.max_header_bytes,
+        redirect_listen,
     }
 }
 
