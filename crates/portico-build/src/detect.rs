@@ -199,6 +199,7 @@ mod tests {
             command: vec![],
             health_path: None,
             access: portico_core::Access::SignedIn,
+            firewall: Default::default(),
         }
     }
 

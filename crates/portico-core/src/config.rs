@@ -36,6 +36,8 @@ pub struct Config {
     pub smtp: Option<SmtpConfig>,
     /// `[tls]`: HTTPS on `server.listen`; `None`: plain HTTP.
     pub tls: Option<TlsConfig>,
+    /// `[firewall]`: addresses allowed and denied everywhere, and trusted proxies.
+    pub firewall: crate::FirewallConfig,
     pub apps: Vec<AppSpec>,
 }
 
@@ -164,6 +166,8 @@ pub struct AppSpec {
     pub health_path: Option<String>,
     /// Who may open it (default: anyone signed in).
     pub access: crate::access::Access,
+    /// Which addresses may reach it, on top of `[firewall]`.
+    pub firewall: crate::IpRules,
 }
 
 /// One thing wrong with a config: the key, and what is wrong with it including the fix.

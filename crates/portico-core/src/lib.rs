@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod config;
+pub mod firewall;
 pub mod model;
 pub mod routes;
 pub mod urls;
@@ -17,6 +18,7 @@ pub use config::{
     MfaPolicy, OidcConfig, Problem, SamlBinding, SamlConfig, SamlMetadata, SmtpConfig,
     SmtpSecurity, SsoCommon, TlsConfig, TlsSource,
 };
+pub use firewall::{FirewallConfig, IpRules};
 pub use model::{AppStatus, ClientAddr, Framework, Identity, MountStyle, ReplicaState, User};
 pub use routes::{AppRoute, RouteTable, SharedRoutes};
 pub use urls::PublicUrls;

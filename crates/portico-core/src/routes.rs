@@ -21,6 +21,8 @@ pub struct AppRoute {
     pub endpoints: Arc<[SocketAddr]>,
     /// Who may open it.
     pub access: Arc<crate::access::Access>,
+    /// Which addresses may reach it.
+    pub firewall: Arc<crate::IpRules>,
 }
 
 /// An immutable snapshot of every app's route.

@@ -19,6 +19,7 @@ mod listener;
 mod pages;
 mod policy;
 mod proxy;
+mod refusals;
 mod request_filter;
 mod router;
 mod signin;

@@ -7,6 +7,7 @@ use crate::identity_headers::IdentityHeaderCache;
 use crate::pages::{plain, redirect, Page};
 use crate::policy;
 use crate::proxy::{Forward, ProxyError, Upstream, UpstreamTimeouts};
+use crate::refusals::{Reason, Refusals};
 use crate::request_filter::{check_path, strip_client_headers, UnsafePath};
 use crate::router::{request_host, route, Internal, Mode, Target};
 use crate::signin;
@@ -14,7 +15,9 @@ use crate::telemetry::{Telemetry, PORTAL_LABEL};
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use metrics_exporter_prometheus::PrometheusHandle;
-use portico_core::{AppRoute, AppStatus, Decision, Identity, PublicUrls, SharedRoutes};
+use portico_core::{
+    AppRoute, AppStatus, Decision, FirewallConfig, Identity, PublicUrls, SharedRoutes,
+};
 use portico_identity::web::CookieRules;
 use portico_identity::{AssertionSigner, AuditSink, Handoffs, Sessions};
 use std::borrow::Cow;
@@ -38,6 +41,8 @@ pub struct EdgeOptions {
     pub contact: String,
     /// `Strict-Transport-Security` for every response on the main listener (HTTPS only).
     pub hsts: Option<String>,
+    /// `[firewall]`: who may connect, and whose `X-Forwarded-For` is believed.
+    pub firewall: FirewallConfig,
 }
 
 /// Which listener a request arrived on.
@@ -63,6 +68,7 @@ pub struct Edge {
     /// Latches once every app has settled after start-up (see `readyz`).
     ready: AtomicBool,
     hsts: Option<HeaderValue>,
+    refusals: Refusals,
 }
 
 impl Edge {
@@ -88,6 +94,7 @@ impl Edge {
             metrics,
             ready: AtomicBool::new(false),
             hsts,
+            refusals: Refusals::default(),
         }
     }
 
@@ -117,6 +124,22 @@ impl Edge {
         if listener == ListenerKind::Redirect {
             return self.to_https(&req);
         }
+
+        // Phase 0: the firewall, on the client's address (the peer's, or what a trusted
+        // proxy says it is). Read before the request filter removes `X-Forwarded-For`.
+        let firewall = &self.options.firewall;
+        let client = firewall.client_ip(
+            peer.ip(),
+            req.headers()
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        );
+        if !firewall.rules.permits(client) {
+            self.refusals.record(Reason::Firewall, client, "a request");
+            return self.finish(PORTAL_LABEL, started, self.address_refused());
+        }
+        let peer = SocketAddr::new(client, peer.port());
 
         // Phase 1: request filter.
         if let Err(problem) = check_path(req.uri().path()) {
@@ -195,6 +218,14 @@ impl Edge {
                 return self.finish(PORTAL_LABEL, started, self.unknown_host(&host))
             }
         };
+        if !route.firewall.is_open() && !route.firewall.permits(peer.ip()) {
+            self.refusals.record(
+                Reason::AppFirewall,
+                peer.ip(),
+                &format!("a request for {}", route.name),
+            );
+            return self.finish(&route.name, started, self.address_refused());
+        }
         // An app's own host reserves /_portico/ for the end of the sign-in handshake.
         if mode == Mode::Host && req.uri().path().starts_with(signin::RESERVED_PREFIX) {
             let response = signin::on_app_host(
@@ -301,6 +332,17 @@ impl Edge {
             .app(app)
             .record(response.status().as_u16(), started.elapsed());
         response
+    }
+
+    fn address_refused(&self) -> Response<ProxyBody> {
+        Page {
+            status: StatusCode::FORBIDDEN,
+            heading: "Your network address may not reach this",
+            message: "The firewall rules of this site do not allow connections from your network address.",
+            hint: "If you need access, ask your Portico administrator and tell them your address.",
+            refresh: None,
+        }
+        .render(&self.portal_url)
     }
 
     /// The redirect listener's answer: the same host and path over HTTPS, for hosts Portico

@@ -274,6 +274,7 @@ mod tests {
             mount,
             endpoints: Arc::from(vec![]),
             access: Arc::new(portico_core::Access::Public),
+            firewall: Default::default(),
         }
     }
 

@@ -136,6 +136,7 @@ mod tests {
             mount: MountStyle::Root,
             endpoints: Arc::from(vec![]),
             access: Arc::new(portico_core::Access::Public),
+            firewall: Default::default(),
         }])
     }
 

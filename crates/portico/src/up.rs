@@ -140,6 +140,7 @@ async fn serve(validated: Validated) -> Result<(), String> {
                 mount: MountStyle::Root,
                 endpoints: Arc::from(Vec::new()),
                 access: Arc::new(a.spec.access.clone()),
+                firewall: Arc::new(a.spec.firewall.clone()),
             })
             .collect(),
     )));
@@ -246,6 +247,7 @@ async fn serve(validated: Validated) -> Result<(), String> {
         audit: Arc::new(portico_identity::AuditSink::start(store.clone())),
         contact: config.auth.contact.clone(),
         hsts: config.tls.as_ref().and_then(|t| t.hsts_header()),
+        firewall: config.firewall.clone(),
     };
     let edge = Arc::new(Edge::new(routes.clone(), portal, options, Some(metrics)));
     let (stop_tx, stop_rx) = watch::channel(false);

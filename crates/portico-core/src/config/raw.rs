@@ -18,6 +18,8 @@ pub struct ConfigFile {
     pub smtp: Option<Smtp>,
     pub tls: Option<super::tls::RawTls>,
     #[serde(default)]
+    pub firewall: Firewall,
+    #[serde(default)]
     pub apps: Vec<App>,
 }
 
@@ -150,6 +152,28 @@ pub struct App {
     /// `"public"`, `"signed-in"` or `{ users = […], groups = […] }`; checked in validation
     /// so that a wrong shape gets a precise message.
     pub access: Option<toml::Value>,
+    /// `{ allow = [...], deny = [...] }`: who may reach this app, by address.
+    pub firewall: Option<IpLists>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Firewall {
+    #[serde(default)]
+    pub allow: Vec<String>,
+    #[serde(default)]
+    pub deny: Vec<String>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct IpLists {
+    #[serde(default)]
+    pub allow: Vec<String>,
+    #[serde(default)]
+    pub deny: Vec<String>,
 }
 
 /// toml's message already shows the line, a caret and the offending key; we add the fix for

@@ -212,3 +212,29 @@ fn a_saml_provider_needs_one_metadata_source_and_sane_settings() {
     );
     assert_eq!(saml.clock_skew.as_secs(), 120);
 }
+
+#[test]
+fn firewall_lists_take_addresses_and_cidr_blocks_and_name_the_wrong_entry() {
+    let message = errors(
+        "[firewall]\nallow = [\"10.0.0.0/8\", \"10.0.0.0/33\"]\ntrusted_proxies = [\"lb.example.com\"]\n\
+         [[apps]]\nname = \"sales\"\nsource = \"app\"\nfirewall = { deny = [\"::1/129\"] }\n",
+    );
+    for expected in [
+        "firewall.allow[1] = \"10.0.0.0/33\" is not an address or CIDR block",
+        "firewall.trusted_proxies[0] = \"lb.example.com\" is not an address",
+        "apps[0].firewall.deny[0] = \"::1/129\" is not an address",
+    ] {
+        assert!(message.contains(expected), "{expected}:\n{message}");
+    }
+    let (_dir, path) = workspace();
+    let config = Config::parse(
+        &path,
+        "[firewall]\ndeny = [\"192.0.2.7\", \"2001:db8::/32\"]\n[[apps]]\nname = \"sales\"\nsource = \"app\"\nfirewall = { allow = [\"10.0.0.0/8\"] }\n",
+    )
+    .unwrap();
+    assert!(!config.firewall.rules.permits("192.0.2.7".parse().unwrap()));
+    assert!(config.firewall.rules.permits("192.0.2.8".parse().unwrap()));
+    assert!(!config.apps[0]
+        .firewall
+        .permits("192.0.2.8".parse().unwrap()));
+}

@@ -6,6 +6,7 @@ use super::{
     ServerConfig, SmtpConfig, SmtpSecurity,
 };
 use crate::access::Access;
+use crate::firewall::{FirewallConfig, IpRules};
 use crate::model::Framework;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ pub fn validate(raw: raw::ConfigFile, base: &Path) -> Result<Config, Vec<Problem
     let auth = auth(raw.auth, base, &mut problems);
     let smtp = raw.smtp.map(|raw| smtp(raw, &mut problems));
     let tls = raw.tls.map(|raw| super::tls::tls(raw, base, &mut problems));
+    let firewall = firewall(raw.firewall, &mut problems);
     if tls.is_none() && server.redirect_listen.is_some() {
         problems.push(Problem::new(
             "server.redirect_listen",
@@ -39,6 +41,7 @@ pub fn validate(raw: raw::ConfigFile, base: &Path) -> Result<Config, Vec<Problem
             auth,
             smtp,
             tls,
+            firewall,
             apps,
         })
     } else {
@@ -455,8 +458,14 @@ fn apps(raw: Vec<raw::App>, base: &Path, problems: &mut Vec<Problem>) -> Vec<App
         }
 
         let access = access(&key("access"), app.access.as_ref(), problems);
+        let lists = app.firewall.unwrap_or_default();
+        let firewall = IpRules {
+            allow: nets(&key("firewall.allow"), &lists.allow, problems),
+            deny: nets(&key("firewall.deny"), &lists.deny, problems),
+        };
         apps.push(AppSpec {
             access,
+            firewall,
             title: app.title.unwrap_or_else(|| app.name.clone()),
             name: app.name,
             description: app.description,
@@ -469,6 +478,34 @@ fn apps(raw: Vec<raw::App>, base: &Path, problems: &mut Vec<Problem>) -> Vec<App
         });
     }
     apps
+}
+
+fn firewall(raw: raw::Firewall, problems: &mut Vec<Problem>) -> FirewallConfig {
+    FirewallConfig {
+        rules: IpRules {
+            allow: nets("firewall.allow", &raw.allow, problems),
+            deny: nets("firewall.deny", &raw.deny, problems),
+        },
+        trusted_proxies: nets("firewall.trusted_proxies", &raw.trusted_proxies, problems),
+    }
+}
+
+/// Addresses and CIDR blocks, each wrong one a problem naming its place in the list.
+fn nets(key: &str, texts: &[String], problems: &mut Vec<Problem>) -> Vec<ipnet::IpNet> {
+    texts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, text)| {
+            let net = crate::firewall::parse_net(text);
+            if net.is_none() {
+                problems.push(Problem::new(
+                    format!("{key}[{i}]"),
+                    format!("= \"{text}\" is not an address or CIDR block; write e.g. \"10.0.0.0/8\", \"192.0.2.7\" or \"2001:db8::/32\""),
+                ));
+            }
+            net
+        })
+        .collect()
 }
 
 fn socket_addr(key: &str, text: &str, problems: &mut Vec<Problem>) -> SocketAddr {
