@@ -200,6 +200,7 @@ mod tests {
             health_path: None,
             access: portico_core::Access::SignedIn,
             firewall: Default::default(),
+            max_body_bytes: None,
         }
     }
 

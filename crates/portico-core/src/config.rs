@@ -5,9 +5,11 @@
 //! serde cannot (names, paths, addresses, duplicates) and collects *every* problem, each
 //! naming the key, what is wrong and what to write instead.
 
+mod limits;
 mod raw;
 mod sso;
 mod tls;
+pub use limits::LimitsConfig;
 pub use sso::{
     LdapConfig, LdapGroups, LdapSecurity, OidcConfig, SamlBinding, SamlConfig, SamlMetadata,
     SsoCommon,
@@ -38,6 +40,8 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// `[firewall]`: addresses allowed and denied everywhere, and trusted proxies.
     pub firewall: crate::FirewallConfig,
+    /// `[limits]`: request rates and sizes at the edge.
+    pub limits: LimitsConfig,
     pub apps: Vec<AppSpec>,
 }
 
@@ -168,6 +172,8 @@ pub struct AppSpec {
     pub access: crate::access::Access,
     /// Which addresses may reach it, on top of `[firewall]`.
     pub firewall: crate::IpRules,
+    /// Largest request body; `None`: `[limits] max_body_bytes`.
+    pub max_body_bytes: Option<u64>,
 }
 
 /// One thing wrong with a config: the key, and what is wrong with it including the fix.

@@ -15,8 +15,8 @@ pub mod urls;
 pub use access::{Access, Decision};
 pub use config::{
     AppSpec, CertificateFiles, Config, ConfigError, LdapConfig, LdapGroups, LdapSecurity,
-    MfaPolicy, OidcConfig, Problem, SamlBinding, SamlConfig, SamlMetadata, SmtpConfig,
-    SmtpSecurity, SsoCommon, TlsConfig, TlsSource,
+    LimitsConfig, MfaPolicy, OidcConfig, Problem, SamlBinding, SamlConfig, SamlMetadata,
+    SmtpConfig, SmtpSecurity, SsoCommon, TlsConfig, TlsSource,
 };
 pub use firewall::{FirewallConfig, IpRules};
 pub use model::{AppStatus, ClientAddr, Framework, Identity, MountStyle, ReplicaState, User};

@@ -23,6 +23,8 @@ pub struct AppRoute {
     pub access: Arc<crate::access::Access>,
     /// Which addresses may reach it.
     pub firewall: Arc<crate::IpRules>,
+    /// Largest request body accepted for it.
+    pub max_body_bytes: u64,
 }
 
 /// An immutable snapshot of every app's route.

@@ -15,6 +15,7 @@ mod hop;
 mod identity;
 mod identity_headers;
 mod lifecycle;
+mod limits;
 mod listener;
 mod pages;
 mod policy;

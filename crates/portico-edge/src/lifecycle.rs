@@ -4,6 +4,7 @@ use crate::balancer::Balancer;
 use crate::body::{from_axum, full, ProxyBody};
 use crate::identity::{foreign_websocket_origin, identify};
 use crate::identity_headers::IdentityHeaderCache;
+use crate::limits::RateLimits;
 use crate::pages::{plain, redirect, Page};
 use crate::policy;
 use crate::proxy::{Forward, ProxyError, Upstream, UpstreamTimeouts};
@@ -16,7 +17,7 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use metrics_exporter_prometheus::PrometheusHandle;
 use portico_core::{
-    AppRoute, AppStatus, Decision, FirewallConfig, Identity, PublicUrls, SharedRoutes,
+    AppRoute, AppStatus, Decision, FirewallConfig, Identity, LimitsConfig, PublicUrls, SharedRoutes,
 };
 use portico_identity::web::CookieRules;
 use portico_identity::{AssertionSigner, AuditSink, Handoffs, Sessions};
@@ -43,6 +44,8 @@ pub struct EdgeOptions {
     pub hsts: Option<String>,
     /// `[firewall]`: who may connect, and whose `X-Forwarded-For` is believed.
     pub firewall: FirewallConfig,
+    /// `[limits]`: rates and sizes.
+    pub limits: LimitsConfig,
 }
 
 /// Which listener a request arrived on.
@@ -69,6 +72,7 @@ pub struct Edge {
     ready: AtomicBool,
     hsts: Option<HeaderValue>,
     refusals: Refusals,
+    rates: Arc<RateLimits>,
 }
 
 impl Edge {
@@ -78,6 +82,7 @@ impl Edge {
         options: EdgeOptions,
         metrics: Option<PrometheusHandle>,
     ) -> Edge {
+        let rates = RateLimits::new(&options.limits);
         let hsts = options
             .hsts
             .as_deref()
@@ -95,6 +100,7 @@ impl Edge {
             ready: AtomicBool::new(false),
             hsts,
             refusals: Refusals::default(),
+            rates,
         }
     }
 
@@ -140,6 +146,23 @@ impl Edge {
             return self.finish(PORTAL_LABEL, started, self.address_refused());
         }
         let peer = SocketAddr::new(client, peer.port());
+        if let Err(wait) = self.rates.admit(client) {
+            self.refusals.record(Reason::Rate, client, "a request");
+            return self.finish(PORTAL_LABEL, started, too_many(wait));
+        }
+        let url_length = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+        if url_length > self.options.limits.max_url_bytes {
+            self.refusals
+                .record(Reason::Size, client, &format!("a {url_length}-byte URL"));
+            return self.finish(
+                PORTAL_LABEL,
+                started,
+                plain(
+                    StatusCode::URI_TOO_LONG,
+                    "This address is too long for Portico to accept.\n",
+                ),
+            );
+        }
 
         // Phase 1: request filter.
         if let Err(problem) = check_path(req.uri().path()) {
@@ -190,6 +213,14 @@ impl Edge {
         let (route, mode) = match target {
             Target::App { route, mode } => (route, mode),
             Target::Portal => {
+                // Every form of Portico's own pages is a sign-in or account action.
+                if req.method() == http::Method::POST {
+                    if let Err(wait) = self.rates.admit_sign_in(peer.ip()) {
+                        self.refusals
+                            .record(Reason::SignInRate, peer.ip(), "a sign-in attempt");
+                        return self.finish(PORTAL_LABEL, started, too_many(wait));
+                    }
+                }
                 req.extensions_mut().insert(identity);
                 req.extensions_mut()
                     .insert(portico_core::ClientAddr(peer.ip()));
@@ -225,6 +256,29 @@ impl Edge {
                 &format!("a request for {}", route.name),
             );
             return self.finish(&route.name, started, self.address_refused());
+        }
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > route.max_body_bytes) {
+            self.refusals.record(
+                Reason::Size,
+                peer.ip(),
+                &format!(
+                    "a body over {} bytes for {}",
+                    route.max_body_bytes, route.name
+                ),
+            );
+            return self.finish(
+                &route.name,
+                started,
+                plain(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "This upload is larger than this dashboard accepts.\n",
+                ),
+            );
         }
         // An app's own host reserves /_portico/ for the end of the sign-in handshake.
         if mode == Mode::Host && req.uri().path().starts_with(signin::RESERVED_PREFIX) {
@@ -551,4 +605,17 @@ fn lowercase(host: &str) -> Cow<'_, str> {
     } else {
         Cow::Borrowed(host)
     }
+}
+
+/// 429 with when to try again (whole seconds, at least one).
+fn too_many(wait: std::time::Duration) -> Response<ProxyBody> {
+    let mut response = plain(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many requests from your address. Wait a moment and try again.\n",
+    );
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    response
 }

@@ -8,6 +8,7 @@ use crate::identity_headers::IdentityHeaders;
 use crate::router::Mode;
 use http::header::{HeaderMap, HeaderValue, COOKIE, HOST};
 use http::{uri, Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -116,7 +117,15 @@ impl Upstream {
         hide_portico_cookies(headers);
         set_identity_headers(headers, f.identity_headers, f.assertion);
 
-        let request = Request::from_parts(parts, from_incoming(body));
+        // A body declared too large was refused before; one streamed without a length is
+        // cut off at the limit (the app sees an aborted upload).
+        let body = match usize::try_from(f.route.max_body_bytes) {
+            Ok(limit) if limit < usize::MAX => http_body_util::Limited::new(body, limit)
+                .map_err(crate::body::BoxError::from)
+                .boxed_unsync(),
+            _ => from_incoming(body),
+        };
+        let request = Request::from_parts(parts, body);
         let mut response = match tokio::time::timeout(
             self.timeouts.response,
             self.client.request(request),
@@ -275,6 +284,7 @@ mod tests {
             endpoints: Arc::from(vec![]),
             access: Arc::new(portico_core::Access::Public),
             firewall: Default::default(),
+            max_body_bytes: u64::MAX,
         }
     }
 

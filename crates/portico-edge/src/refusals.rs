@@ -14,6 +14,12 @@ pub enum Reason {
     Firewall,
     /// An app's `firewall` rules.
     AppFirewall,
+    /// Too many requests from one address.
+    Rate,
+    /// Too many sign-in attempts from one address.
+    SignInRate,
+    /// A body, URL or header over its limit.
+    Size,
 }
 
 impl Reason {
@@ -21,10 +27,19 @@ impl Reason {
         match self {
             Reason::Firewall => "firewall",
             Reason::AppFirewall => "app_firewall",
+            Reason::Rate => "rate",
+            Reason::SignInRate => "sign_in_rate",
+            Reason::Size => "size",
         }
     }
 
-    const ALL: [Reason; 2] = [Reason::Firewall, Reason::AppFirewall];
+    const ALL: [Reason; 5] = [
+        Reason::Firewall,
+        Reason::AppFirewall,
+        Reason::Rate,
+        Reason::SignInRate,
+        Reason::Size,
+    ];
 }
 
 struct Tally {

@@ -137,6 +137,7 @@ mod tests {
             endpoints: Arc::from(vec![]),
             access: Arc::new(portico_core::Access::Public),
             firewall: Default::default(),
+            max_body_bytes: u64::MAX,
         }])
     }
 

@@ -141,6 +141,10 @@ async fn serve(validated: Validated) -> Result<(), String> {
                 endpoints: Arc::from(Vec::new()),
                 access: Arc::new(a.spec.access.clone()),
                 firewall: Arc::new(a.spec.firewall.clone()),
+                max_body_bytes: a
+                    .spec
+                    .max_body_bytes
+                    .unwrap_or(config.limits.max_body_bytes),
             })
             .collect(),
     )));
@@ -248,15 +252,18 @@ async fn serve(validated: Validated) -> Result<(), String> {
         contact: config.auth.contact.clone(),
         hsts: config.tls.as_ref().and_then(|t| t.hsts_header()),
         firewall: config.firewall.clone(),
+        limits: config.limits.clone(),
     };
     let edge = Arc::new(Edge::new(routes.clone(), portal, options, Some(metrics)));
     let (stop_tx, stop_rx) = watch::channel(false);
     let max_header = server.max_header_bytes;
+    let header_timeout = config.limits.header_read_timeout;
     let mut servers = vec![tokio::spawn(portico_edge::serve(
         main_listener,
         edge.clone(),
         ListenerKind::Main,
         max_header,
+        header_timeout,
         tls,
         stop_rx.clone(),
     ))];
@@ -266,6 +273,7 @@ async fn serve(validated: Validated) -> Result<(), String> {
             edge.clone(),
             ListenerKind::Redirect,
             max_header,
+            header_timeout,
             None,
             stop_rx.clone(),
         )));
@@ -276,6 +284,7 @@ async fn serve(validated: Validated) -> Result<(), String> {
             edge.clone(),
             ListenerKind::Metrics,
             max_header,
+            header_timeout,
             None,
             stop_rx.clone(),
         )));

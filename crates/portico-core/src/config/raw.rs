@@ -20,6 +20,8 @@ pub struct ConfigFile {
     #[serde(default)]
     pub firewall: Firewall,
     #[serde(default)]
+    pub limits: super::limits::RawLimits,
+    #[serde(default)]
     pub apps: Vec<App>,
 }
 
@@ -154,6 +156,8 @@ pub struct App {
     pub access: Option<toml::Value>,
     /// `{ allow = [...], deny = [...] }`: who may reach this app, by address.
     pub firewall: Option<IpLists>,
+    /// Overrides `[limits] max_body_bytes` for this app (uploads).
+    pub max_body_bytes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]

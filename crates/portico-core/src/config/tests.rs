@@ -238,3 +238,25 @@ fn firewall_lists_take_addresses_and_cidr_blocks_and_name_the_wrong_entry() {
         .firewall
         .permits("192.0.2.8".parse().unwrap()));
 }
+
+#[test]
+fn limits_have_safe_defaults_and_refuse_nonsense() {
+    let (_dir, path) = workspace();
+    let config = Config::parse(&path, "").unwrap();
+    assert_eq!(
+        config.limits.requests_per_second, 0,
+        "off by default (shared NAT addresses)"
+    );
+    assert_eq!(config.limits.sign_in_per_minute, 60);
+    assert_eq!(config.limits.max_body_bytes, 32 * 1024 * 1024);
+    let message = errors(
+        "[limits]\nrequests_per_second = 100\nburst = 10\nmax_url_bytes = 10\nheader_read_timeout_secs = 0\n",
+    );
+    for expected in [
+        "limits.burst = 10 is below requests_per_second (100)",
+        "limits.max_url_bytes = 10 is too small",
+        "limits.header_read_timeout_secs = 0 is out of range",
+    ] {
+        assert!(message.contains(expected), "{expected}:\n{message}");
+    }
+}

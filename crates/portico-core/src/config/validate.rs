@@ -25,6 +25,7 @@ pub fn validate(raw: raw::ConfigFile, base: &Path) -> Result<Config, Vec<Problem
     let smtp = raw.smtp.map(|raw| smtp(raw, &mut problems));
     let tls = raw.tls.map(|raw| super::tls::tls(raw, base, &mut problems));
     let firewall = firewall(raw.firewall, &mut problems);
+    let limits = super::limits::limits(raw.limits, &mut problems);
     if tls.is_none() && server.redirect_listen.is_some() {
         problems.push(Problem::new(
             "server.redirect_listen",
@@ -42,6 +43,7 @@ pub fn validate(raw: raw::ConfigFile, base: &Path) -> Result<Config, Vec<Problem
             smtp,
             tls,
             firewall,
+            limits,
             apps,
         })
     } else {
@@ -466,6 +468,7 @@ fn apps(raw: Vec<raw::App>, base: &Path, problems: &mut Vec<Problem>) -> Vec<App
         apps.push(AppSpec {
             access,
             firewall,
+            max_body_bytes: app.max_body_bytes,
             title: app.title.unwrap_or_else(|| app.name.clone()),
             name: app.name,
             description: app.description,
