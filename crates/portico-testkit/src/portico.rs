@@ -262,6 +262,22 @@ impl Portico {
             .unwrap()
     }
 
+    /// A plain-HTTP client whose connections come from `source` (another loopback address,
+    /// such as 127.0.0.2, to play a different client), resolving every app's host.
+    pub fn client_from(&self, source: &str) -> reqwest::Client {
+        let mut builder = reqwest::Client::builder()
+            .local_address(source.parse::<std::net::IpAddr>().expect("an IP address"))
+            .redirect(reqwest::redirect::Policy::none())
+            .resolve("localhost", ([127, 0, 0, 1], self.port).into());
+        for app in &self.apps {
+            builder = builder.resolve(
+                &format!("{app}.localhost"),
+                ([127, 0, 0, 1], self.port).into(),
+            );
+        }
+        builder.build().unwrap()
+    }
+
     /// Runs a `portico` subcommand against this instance's config.
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(&self.bin)

@@ -3,21 +3,8 @@
 //! app only, and `X-Forwarded-For` believed from a trusted proxy and ignored from anyone else.
 
 use portico_testkit::{fixtures_dir, AppConfig, Portico, PorticoConfig};
-use std::net::IpAddr;
 
 const BIN: &str = env!("CARGO_BIN_EXE_portico");
-
-/// A client whose connections come from `source`.
-fn from(source: &str, portico: &Portico) -> reqwest::Client {
-    reqwest::Client::builder()
-        .local_address(source.parse::<IpAddr>().unwrap())
-        .redirect(reqwest::redirect::Policy::none())
-        .resolve("localhost", ([127, 0, 0, 1], portico.port).into())
-        .resolve("sales.localhost", ([127, 0, 0, 1], portico.port).into())
-        .resolve("open.localhost", ([127, 0, 0, 1], portico.port).into())
-        .build()
-        .unwrap()
-}
 
 async fn status(client: &reqwest::Client, url: &str, forwarded_for: Option<&str>) -> u16 {
     let mut request = client.get(url);
@@ -44,7 +31,7 @@ async fn denied_addresses_get_403_and_per_app_rules_apply_to_that_app_only() {
     let open = portico.app_host_url("open");
 
     // Denied everywhere: the portal and every app.
-    let denied = from("127.0.0.2", &portico);
+    let denied = portico.client_from("127.0.0.2");
     for url in [&portal, &sales, &open] {
         assert_eq!(status(&denied, url, None).await, 403, "{url}");
     }
@@ -62,7 +49,7 @@ async fn denied_addresses_get_403_and_per_app_rules_apply_to_that_app_only() {
     );
 
     // 127.0.0.1 is not on sales' allow list: refused there, served elsewhere.
-    let ordinary = from("127.0.0.1", &portico);
+    let ordinary = portico.client_from("127.0.0.1");
     assert_eq!(status(&ordinary, &portal, None).await, 200);
     assert_eq!(status(&ordinary, &open, None).await, 200);
     assert_eq!(status(&ordinary, &sales, None).await, 403);
@@ -78,7 +65,7 @@ async fn denied_addresses_get_403_and_per_app_rules_apply_to_that_app_only() {
     );
 
     // 127.0.0.3 is on it.
-    let allowed = from("127.0.0.3", &portico);
+    let allowed = portico.client_from("127.0.0.3");
     assert_eq!(status(&allowed, &sales, None).await, 200);
 
     // Claiming another address in X-Forwarded-For changes nothing without a trusted proxy.
@@ -115,7 +102,7 @@ async fn forwarded_for_is_believed_only_from_a_trusted_proxy() {
     let sales = portico.app_host_url("sales");
 
     // The load balancer at 127.0.0.4 says who the client is: believed.
-    let balancer = from("127.0.0.4", &portico);
+    let balancer = portico.client_from("127.0.0.4");
     assert_eq!(status(&balancer, &sales, Some("192.0.2.9")).await, 403);
     let seen: serde_json::Value = balancer
         .get(&sales)
@@ -132,7 +119,7 @@ async fn forwarded_for_is_believed_only_from_a_trusted_proxy() {
     );
 
     // Anyone else: their X-Forwarded-For is ignored, both ways.
-    let stranger = from("127.0.0.5", &portico);
+    let stranger = portico.client_from("127.0.0.5");
     assert_eq!(status(&stranger, &sales, Some("192.0.2.9")).await, 200);
     let seen: serde_json::Value = stranger
         .get(&sales)

@@ -3,22 +3,10 @@
 //! the header timeout.
 
 use portico_testkit::{fixtures_dir, AppConfig, Portico, PorticoConfig};
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BIN: &str = env!("CARGO_BIN_EXE_portico");
-
-fn from(source: &str, portico: &Portico) -> reqwest::Client {
-    reqwest::Client::builder()
-        .local_address(source.parse::<IpAddr>().unwrap())
-        .redirect(reqwest::redirect::Policy::none())
-        .resolve("localhost", ([127, 0, 0, 1], portico.port).into())
-        .resolve("sales.localhost", ([127, 0, 0, 1], portico.port).into())
-        .resolve("uploads.localhost", ([127, 0, 0, 1], portico.port).into())
-        .build()
-        .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rates_sizes_and_url_lengths_are_limited_with_clear_answers() {
@@ -32,7 +20,7 @@ async fn rates_sizes_and_url_lengths_are_limited_with_clear_answers() {
     let health = format!("{}healthz", portico.portal_url());
 
     // One address sending faster than 2/s beyond a burst of 4 is told to wait...
-    let eager = from("127.0.0.6", &portico);
+    let eager = portico.client_from("127.0.0.6");
     let mut refused = None;
     for _ in 0..20 {
         let response = eager.get(&health).send().await.unwrap();
@@ -49,11 +37,11 @@ async fn rates_sizes_and_url_lengths_are_limited_with_clear_answers() {
         .unwrap();
     assert!((1..=2).contains(&retry), "Retry-After: {retry}");
     // ...while another address is served.
-    let other = from("127.0.0.7", &portico);
+    let other = portico.client_from("127.0.0.7");
     assert_eq!(other.get(&health).send().await.unwrap().status(), 200);
 
     // Sign-in attempts: three a minute from one address, then 429.
-    let guesser = from("127.0.0.8", &portico);
+    let guesser = portico.client_from("127.0.0.8");
     let sign_in = format!("{}_portico/sign-in", portico.portal_url());
     let mut statuses = Vec::new();
     for _ in 0..4 {
@@ -69,7 +57,7 @@ async fn rates_sizes_and_url_lengths_are_limited_with_clear_answers() {
     assert_eq!(statuses[3], 429, "{statuses:?}");
 
     // Bodies: 1 KiB by default, 4 KiB for the app that takes uploads.
-    let poster = from("127.0.0.9", &portico);
+    let poster = portico.client_from("127.0.0.9");
     let body = vec![b'x'; 2048];
     let too_big = poster
         .post(portico.app_host_url("sales"))
