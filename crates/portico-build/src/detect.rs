@@ -201,6 +201,7 @@ mod tests {
             access: portico_core::Access::SignedIn,
             firewall: Default::default(),
             max_body_bytes: None,
+            frame_ancestors: vec![],
         }
     }
 

@@ -125,6 +125,7 @@ pub fn router(state: Arc<ConsoleState>) -> axum::Router {
         )
         .route("/_portico/admin/audit", get(views::admin_audit::list))
         .route("/_portico/portico.css", get(views::assets::stylesheet))
+        .route("/_portico/auto-submit.js", get(views::assets::auto_submit))
         .route("/.well-known/portico/jwks.json", get(views::assets::jwks))
         .fallback(views::not_found::page)
         .with_state(state)

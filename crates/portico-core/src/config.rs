@@ -174,6 +174,8 @@ pub struct AppSpec {
     pub firewall: crate::IpRules,
     /// Largest request body; `None`: `[limits] max_body_bytes`.
     pub max_body_bytes: Option<u64>,
+    /// Origins besides Portico's own that may frame the app; `["*"]`: any.
+    pub frame_ancestors: Vec<String>,
 }
 
 /// One thing wrong with a config: the key, and what is wrong with it including the fix.

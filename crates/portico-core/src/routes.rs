@@ -25,6 +25,9 @@ pub struct AppRoute {
     pub firewall: Arc<crate::IpRules>,
     /// Largest request body accepted for it.
     pub max_body_bytes: u64,
+    /// `Content-Security-Policy: frame-ancestors …` added to its responses (who may frame
+    /// it), shared so that adding it copies nothing; `None`: anyone may.
+    pub frame_policy: Option<bytes::Bytes>,
 }
 
 /// An immutable snapshot of every app's route.

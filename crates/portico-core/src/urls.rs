@@ -60,6 +60,23 @@ impl PublicUrls {
         format!("{}://{}{}", self.scheme, host, self.port_suffix)
     }
 
+    /// The `frame-ancestors` policy for an app: the app itself, the portal, and `extra`
+    /// origins; `None` when `extra` holds `*` (anyone may frame it).
+    pub fn frame_policy(&self, extra: &[String]) -> Option<String> {
+        if extra.iter().any(|o| o == "*") {
+            return None;
+        }
+        let mut policy = format!(
+            "frame-ancestors 'self' {}://{}{}",
+            self.scheme, self.domain, self.port_suffix
+        );
+        for origin in extra {
+            policy.push(' ');
+            policy.push_str(origin);
+        }
+        Some(policy)
+    }
+
     /// Whether `host` is the portal's or an app's.
     pub fn serves_host(&self, host: &str) -> bool {
         host == self.domain

@@ -229,10 +229,11 @@ impl Edge {
                     .clone()
                     .oneshot(req.map(axum::body::Body::new))
                     .await;
-                let response = match response {
+                let mut response = match response {
                     Ok(response) => response.map(from_axum),
                     Err(never) => match never {},
                 };
+                crate::pages::protect_page(response.headers_mut());
                 return self.finish(PORTAL_LABEL, started, response);
             }
             Target::Internal(Internal::Metrics) if !self.options.metrics_on_main_listener => {

@@ -46,14 +46,31 @@ impl Page<'_> {
             HeaderValue::from_static("text/html; charset=utf-8"),
         );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        headers.insert(
-            "x-content-type-options",
-            HeaderValue::from_static("nosniff"),
-        );
+        protect_page(headers);
         if let Some(seconds) = self.refresh {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
+    }
+}
+
+/// The policy for Portico's own pages: only its own scripts (there are none inline), styles
+/// (the status pages carry theirs inline, since an app's host cannot load the portal's
+/// stylesheet), images and SVG QR codes; never framed, no `<base>`, no plugins.
+const PAGE_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; object-src 'none'; frame-ancestors 'none'";
+
+/// Security headers for a page Portico wrote (the portal's and the edge's), set unless the
+/// page set its own.
+pub fn protect_page(headers: &mut http::HeaderMap) {
+    for (name, value) in [
+        (header::CONTENT_SECURITY_POLICY, PAGE_POLICY),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "same-origin"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    ] {
+        if !headers.contains_key(&name) {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
     }
 }
 

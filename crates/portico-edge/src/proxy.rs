@@ -157,6 +157,15 @@ impl Upstream {
 
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
+        // Appended, not set: every CSP header is enforced, so the app's own policy still holds
+        // and this one only adds who may frame it.
+        if let Some(policy) = &f.route.frame_policy {
+            if let Ok(value) = HeaderValue::from_maybe_shared(policy.clone()) {
+                parts
+                    .headers
+                    .append(http::header::CONTENT_SECURITY_POLICY, value);
+            }
+        }
         Ok(Response::from_parts(parts, from_incoming(body)))
     }
 }
@@ -285,6 +294,7 @@ mod tests {
             access: Arc::new(portico_core::Access::Public),
             firewall: Default::default(),
             max_body_bytes: u64::MAX,
+            frame_policy: None,
         }
     }
 

@@ -138,6 +138,7 @@ mod tests {
             access: Arc::new(portico_core::Access::Public),
             firewall: Default::default(),
             max_body_bytes: u64::MAX,
+            frame_policy: None,
         }])
     }
 

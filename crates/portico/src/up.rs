@@ -145,6 +145,9 @@ async fn serve(validated: Validated) -> Result<(), String> {
                     .spec
                     .max_body_bytes
                     .unwrap_or(config.limits.max_body_bytes),
+                frame_policy: urls
+                    .frame_policy(&a.spec.frame_ancestors)
+                    .map(bytes::Bytes::from),
             })
             .collect(),
     )));

@@ -158,6 +158,9 @@ pub struct App {
     pub firewall: Option<IpLists>,
     /// Overrides `[limits] max_body_bytes` for this app (uploads).
     pub max_body_bytes: Option<u64>,
+    /// Other sites allowed to show this app in a frame (`"*"`: any).
+    #[serde(default)]
+    pub frame_ancestors: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

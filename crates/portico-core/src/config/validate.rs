@@ -469,6 +469,11 @@ fn apps(raw: Vec<raw::App>, base: &Path, problems: &mut Vec<Problem>) -> Vec<App
             access,
             firewall,
             max_body_bytes: app.max_body_bytes,
+            frame_ancestors: frame_ancestors(
+                &key("frame_ancestors"),
+                app.frame_ancestors,
+                problems,
+            ),
             title: app.title.unwrap_or_else(|| app.name.clone()),
             name: app.name,
             description: app.description,
@@ -481,6 +486,25 @@ fn apps(raw: Vec<raw::App>, base: &Path, problems: &mut Vec<Problem>) -> Vec<App
         });
     }
     apps
+}
+
+/// Origins (`https://intranet.example.com`) or `*`; anything that could break out of the
+/// header (spaces, `;`, quotes) is refused.
+fn frame_ancestors(key: &str, origins: Vec<String>, problems: &mut Vec<Problem>) -> Vec<String> {
+    for (i, origin) in origins.iter().enumerate() {
+        let scheme_ok = origin.starts_with("https://") || origin.starts_with("http://");
+        let clean = !origin.is_empty()
+            && origin
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !matches!(b, b';' | b',' | b'\'' | b'"'));
+        if !(origin == "*" || (scheme_ok && clean)) {
+            problems.push(Problem::new(
+                format!("{key}[{i}]"),
+                format!("= \"{origin}\" is not an origin; write e.g. \"https://intranet.example.com\", or \"*\" for any site"),
+            ));
+        }
+    }
+    origins
 }
 
 fn firewall(raw: raw::Firewall, problems: &mut Vec<Problem>) -> FirewallConfig {
