@@ -400,6 +400,20 @@ impl Edge {
         .render(&self.portal_url)
     }
 
+    /// Counts and logs a connection closed because `max_connections` are open.
+    pub(crate) fn refuse_connection(&self, peer: SocketAddr) {
+        self.refusals.record(
+            Reason::Connections,
+            peer.ip(),
+            "a connection (max_connections reached)",
+        );
+    }
+
+    /// The most client connections the main listener keeps open.
+    pub(crate) fn max_connections(&self) -> usize {
+        self.options.limits.max_connections
+    }
+
     /// The redirect listener's answer: the same host and path over HTTPS, for hosts Portico
     /// serves (anything else would make Portico an open redirector).
     fn to_https(&self, req: &Request<Incoming>) -> Response<ProxyBody> {

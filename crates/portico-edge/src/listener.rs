@@ -15,6 +15,8 @@ use tokio::sync::watch;
 
 /// How long a client may take to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The connection cap of the metrics and redirect listeners.
+const MAX_SIDE_CONNECTIONS: usize = 1024;
 /// How long in-flight requests get to finish when Portico stops.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -57,6 +59,11 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    // Each connection holds a permit until it ends; none left means the cap is reached.
+    let slots = Arc::new(tokio::sync::Semaphore::new(match kind {
+        ListenerKind::Main => edge.max_connections(),
+        _ => MAX_SIDE_CONNECTIONS,
+    }));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -82,6 +89,12 @@ pub async fn serve(
             },
             () = stopped(&mut stop) => break,
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // Closed at once: cheaper for everyone than queueing it unanswered.
+            edge.refuse_connection(peer);
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let edge = edge.clone();
         let service = service_fn(move |req| {
@@ -95,6 +108,7 @@ pub async fn serve(
                 if let Err(e) = connection.await {
                     tracing::debug!(%peer, "connection ended: {e}");
                 }
+                drop(slot);
             });
             continue;
         };
@@ -118,6 +132,7 @@ pub async fn serve(
             if let Err(e) = watcher.watch(connection.into_owned()).await {
                 tracing::debug!(%peer, "connection ended: {e}");
             }
+            drop(slot);
         });
     }
     drop(listener);

@@ -20,6 +20,8 @@ pub enum Reason {
     SignInRate,
     /// A body, URL or header over its limit.
     Size,
+    /// A connection beyond `max_connections`.
+    Connections,
 }
 
 impl Reason {
@@ -30,15 +32,17 @@ impl Reason {
             Reason::Rate => "rate",
             Reason::SignInRate => "sign_in_rate",
             Reason::Size => "size",
+            Reason::Connections => "connections",
         }
     }
 
-    const ALL: [Reason; 5] = [
+    const ALL: [Reason; 6] = [
         Reason::Firewall,
         Reason::AppFirewall,
         Reason::Rate,
         Reason::SignInRate,
         Reason::Size,
+        Reason::Connections,
     ];
 }
 

@@ -136,3 +136,47 @@ async fn a_slow_loris_is_disconnected_by_the_header_timeout() {
         "closed after {closed_after:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_beyond_the_cap_are_closed_and_a_freed_slot_serves_again() {
+    let config = PorticoConfig {
+        sections: "[limits]\nmax_connections = 2\n".into(),
+        ..PorticoConfig::default()
+    };
+    let portico = Portico::start(BIN, config).await;
+    // Readiness polling may have left keep-alive connections open for a moment; these two
+    // idle connections take the slots once those are gone.
+    let connect = || tokio::net::TcpStream::connect(("127.0.0.1", portico.port));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (first, _second, mut third) = loop {
+        let first = connect().await.unwrap();
+        let second = connect().await.unwrap();
+        let mut third = connect().await.unwrap();
+        let mut buffer = [0u8; 16];
+        // The third is closed by Portico at once: reading ends.
+        if let Ok(Ok(0)) =
+            tokio::time::timeout(Duration::from_secs(1), third.read(&mut buffer)).await
+        {
+            break (first, second, third);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a third connection was never refused"
+        );
+    };
+    let _ = third.shutdown().await;
+    drop(first);
+    // A freed slot serves requests again.
+    let client = reqwest::Client::new();
+    let health = format!("{}healthz", portico.portal_url());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(response) = client.get(&health).send().await {
+            assert_eq!(response.status(), 200);
+            break;
+        }
+        assert!(Instant::now() < deadline, "no slot came free");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(portico.log().contains("max_connections reached"));
+}

@@ -13,6 +13,7 @@ pub struct RawLimits {
     pub max_body_bytes: Option<u64>,
     pub max_url_bytes: Option<usize>,
     pub header_read_timeout_secs: Option<u64>,
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +30,8 @@ pub struct LimitsConfig {
     pub max_url_bytes: usize,
     /// A client that has not sent its whole request header by then is disconnected.
     pub header_read_timeout: Duration,
+    /// Open client connections on the main listener at most; beyond, new ones are closed.
+    pub max_connections: usize,
 }
 
 impl Default for LimitsConfig {
@@ -42,6 +45,7 @@ impl Default for LimitsConfig {
             max_body_bytes: 32 * 1024 * 1024,
             max_url_bytes: 8192,
             header_read_timeout: Duration::from_secs(30),
+            max_connections: 50_000,
         }
     }
 }
@@ -83,5 +87,9 @@ pub(super) fn limits(raw: RawLimits, problems: &mut Vec<Problem>) -> LimitsConfi
         max_body_bytes: raw.max_body_bytes.unwrap_or(default.max_body_bytes),
         max_url_bytes,
         header_read_timeout: Duration::from_secs(header_timeout.clamp(1, 300)),
+        max_connections: raw
+            .max_connections
+            .unwrap_or(default.max_connections)
+            .max(1),
     }
 }
