@@ -142,18 +142,23 @@ impl Edge {
                 .filter_map(|v| v.to_str().ok()),
         );
         if !firewall.rules.permits(client) {
-            self.refusals.record(Reason::Firewall, client, "a request");
+            self.refusals
+                .record(Reason::Firewall, client, format_args!("a request"));
             return self.finish(PORTAL_LABEL, started, self.address_refused());
         }
         let peer = SocketAddr::new(client, peer.port());
         if let Err(wait) = self.rates.admit(client) {
-            self.refusals.record(Reason::Rate, client, "a request");
+            self.refusals
+                .record(Reason::Rate, client, format_args!("a request"));
             return self.finish(PORTAL_LABEL, started, too_many(wait));
         }
         let url_length = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
         if url_length > self.options.limits.max_url_bytes {
-            self.refusals
-                .record(Reason::Size, client, &format!("a {url_length}-byte URL"));
+            self.refusals.record(
+                Reason::Size,
+                client,
+                format_args!("a {url_length}-byte URL"),
+            );
             return self.finish(
                 PORTAL_LABEL,
                 started,
@@ -216,8 +221,11 @@ impl Edge {
                 // Every form of Portico's own pages is a sign-in or account action.
                 if req.method() == http::Method::POST {
                     if let Err(wait) = self.rates.admit_sign_in(peer.ip()) {
-                        self.refusals
-                            .record(Reason::SignInRate, peer.ip(), "a sign-in attempt");
+                        self.refusals.record(
+                            Reason::SignInRate,
+                            peer.ip(),
+                            format_args!("a sign-in attempt"),
+                        );
                         return self.finish(PORTAL_LABEL, started, too_many(wait));
                     }
                 }
@@ -254,7 +262,7 @@ impl Edge {
             self.refusals.record(
                 Reason::AppFirewall,
                 peer.ip(),
-                &format!("a request for {}", route.name),
+                format_args!("a request for {}", route.name),
             );
             return self.finish(&route.name, started, self.address_refused());
         }
@@ -267,7 +275,7 @@ impl Edge {
             self.refusals.record(
                 Reason::Size,
                 peer.ip(),
-                &format!(
+                format_args!(
                     "a body over {} bytes for {}",
                     route.max_body_bytes, route.name
                 ),
@@ -405,7 +413,7 @@ impl Edge {
         self.refusals.record(
             Reason::Connections,
             peer.ip(),
-            "a connection (max_connections reached)",
+            format_args!("a connection (max_connections reached)"),
         );
     }
 

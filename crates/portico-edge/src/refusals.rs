@@ -74,7 +74,8 @@ impl Default for Refusals {
 }
 
 impl Refusals {
-    pub fn record(&self, reason: Reason, client: IpAddr, what: &str) {
+    /// `what` is formatted only when a log line is written, so a flood costs no allocations.
+    pub fn record(&self, reason: Reason, client: IpAddr, what: std::fmt::Arguments<'_>) {
         let tally = &self.tallies[reason as usize];
         tally.counter.increment(1);
         let unlogged = tally.unlogged.fetch_add(1, Ordering::Relaxed) + 1;

@@ -145,7 +145,8 @@ fn certified_key(
     Ok(Arc::new(certified))
 }
 
-fn load_files(files: &CertificateFiles) -> Result<Arc<CertifiedKey>, TlsError> {
+/// One certificate and key from PEM files (also what `portico check` reads).
+pub fn load_files(files: &CertificateFiles) -> Result<Arc<CertifiedKey>, TlsError> {
     certified_key(
         &read(&files.cert)?,
         &read(&files.key)?,

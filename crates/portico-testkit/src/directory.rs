@@ -2,7 +2,7 @@
 //! port, the memberof overlay (so entries carry `memberOf`, as in Active Directory), and
 //! entries managed with Debian's ldap-utils (`ldapadd`, `ldapmodify`).
 
-use crate::{eventually, free_port};
+use crate::{free_port, wait_for_port};
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -91,12 +91,7 @@ impl Directory {
             .stderr(Stdio::null())
             .spawn()
             .expect("slapd (Debian package slapd; scripts/install-deps --tests installs it)");
-        eventually("slapd to listen", Duration::from_secs(20), || async move {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .ok()
-        })
-        .await;
+        wait_for_port("slapd", port, Duration::from_secs(20)).await;
         let directory = Directory {
             child,
             port,

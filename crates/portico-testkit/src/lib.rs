@@ -51,6 +51,18 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Waits until something (`what`: "slapd", "samlp", …) accepts connections on a loopback
+/// `port`.
+pub async fn wait_for_port(what: &str, port: u16, timeout: Duration) {
+    eventually(&format!("{what} to listen"), timeout, || async move {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()
+            .map(drop)
+    })
+    .await;
+}
+
 /// Polls `check` every 100 ms until it returns `Some`, failing the test after `timeout`.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where

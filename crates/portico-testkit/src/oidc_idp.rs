@@ -2,7 +2,7 @@
 //! run by Node from `idp/oidc.mjs` on a loopback port, with its development login form.
 
 use crate::visitor::{Landing, Visitor};
-use crate::{eventually, free_port};
+use crate::{free_port, wait_for_port};
 use nix::fcntl::{Flock, FlockArg};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -110,16 +110,7 @@ impl OidcIdp {
             .stderr(Stdio::null())
             .spawn()
             .expect("node");
-        eventually(
-            "oidc-provider to listen",
-            Duration::from_secs(30),
-            || async move {
-                tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .ok()
-            },
-        )
-        .await;
+        wait_for_port("oidc-provider", port, Duration::from_secs(30)).await;
         OidcIdp { child, port }
     }
 

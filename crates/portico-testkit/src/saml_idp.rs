@@ -4,7 +4,7 @@
 
 use crate::oidc_idp::node_dir;
 use crate::visitor::{Landing, Visitor};
-use crate::{eventually, free_port};
+use crate::{free_port, wait_for_port};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -103,12 +103,7 @@ impl SamlIdp {
             .stderr(Stdio::null())
             .spawn()
             .expect("node");
-        eventually("samlp to listen", Duration::from_secs(30), || async move {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .ok()
-        })
-        .await;
+        wait_for_port("samlp", port, Duration::from_secs(30)).await;
         SamlIdp {
             child,
             port,

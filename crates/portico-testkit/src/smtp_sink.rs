@@ -2,7 +2,7 @@
 //! for tests of invitation and password-reset e-mails.
 
 use crate::python::python_with;
-use crate::{eventually, free_port};
+use crate::{eventually, free_port, wait_for_port};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -50,16 +50,7 @@ impl SmtpSink {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        eventually(
-            "aiosmtpd to listen",
-            Duration::from_secs(30),
-            || async move {
-                tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .ok()
-            },
-        )
-        .await;
+        wait_for_port("aiosmtpd", port, Duration::from_secs(30)).await;
         SmtpSink {
             child,
             port,

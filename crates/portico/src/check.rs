@@ -35,11 +35,7 @@ pub fn validate(explicit: Option<PathBuf>) -> Result<Validated, String> {
     if let Some(tls) = &config.tls {
         if let portico_core::TlsSource::Files(files) = &tls.source {
             for (i, file) in files.iter().enumerate() {
-                let one = portico_core::TlsConfig {
-                    source: portico_core::TlsSource::Files(vec![file.clone()]),
-                    ..tls.clone()
-                };
-                if let Err(e) = portico_edge::tls::load(&one, &[], &config.server.data_dir) {
+                if let Err(e) = portico_edge::tls::load_files(file) {
                     problems.push(Problem::new(
                         format!("tls.certificates[{i}]"),
                         e.to_string(),
