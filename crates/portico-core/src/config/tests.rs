@@ -260,3 +260,46 @@ fn limits_have_safe_defaults_and_refuse_nonsense() {
         assert!(message.contains(expected), "{expected}:\n{message}");
     }
 }
+
+#[test]
+fn tls_needs_exactly_one_certificate_source_and_the_redirect_listener_needs_tls() {
+    let message = errors("[server]\nredirect_listen = \"127.0.0.1:8081\"\n");
+    assert!(
+        message.contains("server.redirect_listen: redirects to HTTPS, which needs a [tls] table"),
+        "{message}"
+    );
+    let message = errors("[tls]\n");
+    assert!(message.contains("tls: names no certificate"), "{message}");
+    let message = errors(
+        "[tls]\nself_signed = true\ncertificates = [{ cert = \"c.pem\", key = \"k.pem\" }]\n",
+    );
+    assert!(
+        message.contains("tls.self_signed = true and tls.certificates are both set"),
+        "{message}"
+    );
+    let message = errors("[tls]\ncertificates = [{ cert = \"c.pem\", key = \"k.pem\" }]\n");
+    assert!(message.contains("tls.certificates[0].cert = "), "{message}");
+    assert!(
+        message.contains("c.pem\" is not a readable file"),
+        "{message}"
+    );
+    assert!(message.contains("tls.certificates[0].key = "), "{message}");
+    let (_dir, path) = workspace();
+    let config =
+        Config::parse(&path, "[tls]\nself_signed = true\nhsts_max_age_secs = 0\n").unwrap();
+    let tls = config.tls.unwrap();
+    assert_eq!(tls.source, TlsSource::SelfSigned);
+    assert_eq!(tls.hsts_header(), None, "0 turns HSTS off");
+}
+
+#[test]
+fn frame_ancestors_must_be_origins_that_cannot_break_out_of_the_header() {
+    let message = errors(
+        "[[apps]]\nname = \"sales\"\nsource = \"app\"\nframe_ancestors = [\"intranet.example.com\", \"https://a.example; script-src *\"]\n",
+    );
+    assert!(
+        message.contains("apps[0].frame_ancestors[0] = \"intranet.example.com\" is not an origin"),
+        "{message}"
+    );
+    assert!(message.contains("apps[0].frame_ancestors[1]"), "{message}");
+}
