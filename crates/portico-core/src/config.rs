@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// A validated configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// The file it was read from.
     pub path: PathBuf,
@@ -46,7 +46,7 @@ pub struct Config {
 }
 
 /// `[auth]`: sign-in and sessions.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AuthConfig {
     pub session_idle_timeout: Duration,
     pub session_lifetime: Duration,
@@ -96,7 +96,7 @@ pub enum SmtpSecurity {
     None,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SmtpConfig {
     pub host: String,
     pub port: u16,
@@ -108,7 +108,7 @@ pub struct SmtpConfig {
     pub timeout: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub domain: String,
@@ -121,9 +121,13 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     /// A plain-HTTP listener that redirects to HTTPS (with `[tls]`).
     pub redirect_listen: Option<SocketAddr>,
+    /// Reload when the config file or a certificate file it names changes.
+    pub watch_config: bool,
+    /// How long in-flight requests may take to finish when Portico stops.
+    pub shutdown_timeout: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BuildConfig {
     /// Where Python environments are cached, one per distinct requirements file.
     pub cache_dir: PathBuf,
@@ -141,7 +145,7 @@ pub enum Installer {
     Pip,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FleetConfig {
     /// How long a replica may take to answer its readiness probe.
     pub start_timeout: Duration,
@@ -152,7 +156,7 @@ pub struct FleetConfig {
 }
 
 /// One dashboard, as declared in the config.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AppSpec {
     pub name: String,
     pub title: String,

@@ -11,6 +11,7 @@
 
 mod balancer;
 mod body;
+mod guards;
 mod hop;
 mod identity;
 mod identity_headers;
@@ -28,7 +29,8 @@ mod telemetry;
 pub mod tls;
 
 pub use body::ProxyBody;
+pub use guards::GuardConfig;
 pub use lifecycle::{Edge, EdgeOptions, ListenerKind};
-pub use listener::{bind, serve, BindError};
+pub use listener::{bind, serve, BindError, ListenerSettings};
 pub use proxy::UpstreamTimeouts;
 pub use telemetry::install_metrics_recorder;

@@ -2,9 +2,9 @@
 
 use crate::balancer::Balancer;
 use crate::body::{from_axum, full, ProxyBody};
+use crate::guards::{GuardConfig, Guards};
 use crate::identity::{foreign_websocket_origin, identify};
 use crate::identity_headers::IdentityHeaderCache;
-use crate::limits::RateLimits;
 use crate::pages::{plain, redirect, Page};
 use crate::policy;
 use crate::proxy::{Forward, ProxyError, Upstream, UpstreamTimeouts};
@@ -13,12 +13,11 @@ use crate::request_filter::{check_path, strip_client_headers, UnsafePath};
 use crate::router::{request_host, route, Internal, Mode, Target};
 use crate::signin;
 use crate::telemetry::{Telemetry, PORTAL_LABEL};
+use arc_swap::ArcSwap;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use metrics_exporter_prometheus::PrometheusHandle;
-use portico_core::{
-    AppRoute, AppStatus, Decision, FirewallConfig, Identity, LimitsConfig, PublicUrls, SharedRoutes,
-};
+use portico_core::{AppRoute, AppStatus, Decision, Identity, PublicUrls, SharedRoutes};
 use portico_identity::web::CookieRules;
 use portico_identity::{AssertionSigner, AuditSink, Handoffs, Sessions};
 use std::borrow::Cow;
@@ -40,12 +39,8 @@ pub struct EdgeOptions {
     pub audit: Arc<AuditSink>,
     /// Named on "no access" pages: whom to ask.
     pub contact: String,
-    /// `Strict-Transport-Security` for every response on the main listener (HTTPS only).
-    pub hsts: Option<String>,
-    /// `[firewall]`: who may connect, and whose `X-Forwarded-For` is believed.
-    pub firewall: FirewallConfig,
-    /// `[limits]`: rates and sizes.
-    pub limits: LimitsConfig,
+    /// The firewall, limits and HSTS; replaced by [`Edge::reconfigure`] on a reload.
+    pub guards: GuardConfig,
 }
 
 /// Which listener a request arrived on.
@@ -70,23 +65,18 @@ pub struct Edge {
     metrics: Option<PrometheusHandle>,
     /// Latches once every app has settled after start-up (see `readyz`).
     ready: AtomicBool,
-    hsts: Option<HeaderValue>,
+    guards: ArcSwap<Guards>,
     refusals: Refusals,
-    rates: Arc<RateLimits>,
 }
 
 impl Edge {
     pub fn new(
         routes: SharedRoutes,
         portal: axum::Router,
-        options: EdgeOptions,
+        mut options: EdgeOptions,
         metrics: Option<PrometheusHandle>,
     ) -> Edge {
-        let rates = RateLimits::new(&options.limits);
-        let hsts = options
-            .hsts
-            .as_deref()
-            .and_then(|h| HeaderValue::from_str(h).ok());
+        let guards = Guards::build(std::mem::take(&mut options.guards), None);
         Edge {
             routes,
             portal,
@@ -98,10 +88,16 @@ impl Edge {
             identity_headers: IdentityHeaderCache::default(),
             metrics,
             ready: AtomicBool::new(false),
-            hsts,
+            guards: ArcSwap::from_pointee(guards),
             refusals: Refusals::default(),
-            rates,
         }
+    }
+
+    /// Puts new firewall rules, limits and HSTS in force (a reload). Requests already past
+    /// the guards finish under the old ones; open connections and WebSockets stay open.
+    pub fn reconfigure(&self, config: GuardConfig) {
+        let next = Guards::build(config, Some(&self.guards.load()));
+        self.guards.store(Arc::new(next));
     }
 
     pub async fn handle(
@@ -111,10 +107,12 @@ impl Edge {
         listener: ListenerKind,
     ) -> Response<ProxyBody> {
         let mut response = self.respond(req, peer, listener).await;
-        if let (Some(hsts), ListenerKind::Main) = (&self.hsts, listener) {
-            response
-                .headers_mut()
-                .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+        if listener == ListenerKind::Main {
+            if let Some(hsts) = &self.guards.load().hsts {
+                response
+                    .headers_mut()
+                    .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+            }
         }
         response
     }
@@ -133,7 +131,8 @@ impl Edge {
 
         // Phase 0: the firewall, on the client's address (the peer's, or what a trusted
         // proxy says it is). Read before the request filter removes `X-Forwarded-For`.
-        let firewall = &self.options.firewall;
+        let guards = self.guards.load();
+        let firewall = &guards.firewall;
         let client = firewall.client_ip(
             peer.ip(),
             req.headers()
@@ -147,13 +146,13 @@ impl Edge {
             return self.finish(PORTAL_LABEL, started, self.address_refused());
         }
         let peer = SocketAddr::new(client, peer.port());
-        if let Err(wait) = self.rates.admit(client) {
+        if let Err(wait) = guards.rates.admit(client) {
             self.refusals
                 .record(Reason::Rate, client, format_args!("a request"));
             return self.finish(PORTAL_LABEL, started, too_many(wait));
         }
         let url_length = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
-        if url_length > self.options.limits.max_url_bytes {
+        if url_length > guards.limits.max_url_bytes {
             self.refusals.record(
                 Reason::Size,
                 client,
@@ -168,6 +167,8 @@ impl Edge {
                 ),
             );
         }
+        // Short-lived: a snapshot is not held across the awaits below.
+        drop(guards);
 
         // Phase 1: request filter.
         if let Err(problem) = check_path(req.uri().path()) {
@@ -220,7 +221,8 @@ impl Edge {
             Target::Portal => {
                 // Every form of Portico's own pages is a sign-in or account action.
                 if req.method() == http::Method::POST {
-                    if let Err(wait) = self.rates.admit_sign_in(peer.ip()) {
+                    let admitted = self.guards.load().rates.admit_sign_in(peer.ip());
+                    if let Err(wait) = admitted {
                         self.refusals.record(
                             Reason::SignInRate,
                             peer.ip(),
@@ -419,7 +421,7 @@ impl Edge {
 
     /// The most client connections the main listener keeps open.
     pub(crate) fn max_connections(&self) -> usize {
-        self.options.limits.max_connections
+        self.guards.load().limits.max_connections
     }
 
     /// The redirect listener's answer: the same host and path over HTTPS, for hosts Portico

@@ -17,8 +17,23 @@ use tokio::sync::watch;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The connection cap of the metrics and redirect listeners.
 const MAX_SIDE_CONNECTIONS: usize = 1024;
-/// How long in-flight requests get to finish when Portico stops.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often an idle HTTP/2 connection is pinged, and how long the answer may take: a
+/// client that vanished without closing (a laptop lid shut) is noticed and its slot freed.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(60);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How a listener treats its connections.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerSettings {
+    /// Requests whose header section is larger get 431.
+    pub max_header_bytes: usize,
+    /// A client must send a request's whole header within this, and the next request of a
+    /// kept-alive HTTP/1.1 connection must begin (hyper restarts the timer on idle); so it is
+    /// also the keep-alive idle timeout, and what closes a slowloris connection.
+    pub header_read_timeout: Duration,
+    /// How long in-flight requests get to finish once Portico stops accepting.
+    pub drain_timeout: Duration,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
@@ -53,8 +68,7 @@ pub async fn serve(
     listener: TcpListener,
     edge: Arc<Edge>,
     kind: ListenerKind,
-    max_header_bytes: usize,
-    header_read_timeout: Duration,
+    settings: ListenerSettings,
     tls: Option<Arc<rustls::ServerConfig>>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -68,12 +82,14 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
-        .max_buf_size(max_header_bytes.max(8192));
+        .header_read_timeout(settings.header_read_timeout)
+        .max_buf_size(settings.max_header_bytes.max(8192));
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(max_header_bytes as u32);
+        .keep_alive_interval(H2_PING_INTERVAL)
+        .keep_alive_timeout(H2_PING_TIMEOUT)
+        .max_header_list_size(settings.max_header_bytes as u32);
     let graceful = GracefulShutdown::new();
 
     loop {
@@ -136,10 +152,14 @@ pub async fn serve(
         });
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+    let deadline = settings.drain_timeout;
+    if tokio::time::timeout(deadline, graceful.shutdown())
         .await
         .is_err()
     {
-        tracing::warn!("some requests were still running after {DRAIN_TIMEOUT:?} and were cut off");
+        tracing::warn!(
+            "some requests were still running after {}s (server.shutdown_timeout_secs) and were cut off",
+            deadline.as_secs()
+        );
     }
 }

@@ -26,15 +26,6 @@ pub struct UpstreamTimeouts {
     pub response: Duration,
 }
 
-impl Default for UpstreamTimeouts {
-    fn default() -> Self {
-        UpstreamTimeouts {
-            connect: Duration::from_secs(5),
-            response: Duration::from_secs(300),
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     #[error("the replica did not answer within {0:?}")]

@@ -55,6 +55,18 @@ impl Certificates {
         self.keys.store(Arc::new(keys));
     }
 
+    /// Replaces the certificates unless `keys` hold the same chains; says whether it did.
+    pub fn replace_if_changed(&self, keys: Vec<Arc<CertifiedKey>>) -> bool {
+        let same = {
+            let current = self.keys.load();
+            current.len() == keys.len() && current.iter().zip(&keys).all(|(a, b)| a.cert == b.cert)
+        };
+        if !same {
+            self.replace(keys);
+        }
+        !same
+    }
+
     /// The first certificate valid for `name` (wildcards as webpki matches them), else the
     /// first one, as nginx serves its default server's certificate.
     fn for_name(&self, name: Option<&str>) -> Option<Arc<CertifiedKey>> {

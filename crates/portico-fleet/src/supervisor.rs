@@ -16,11 +16,12 @@ use portico_core::config::FleetConfig;
 use portico_core::routes::update_app;
 use portico_core::{AppSpec, AppStatus, Framework, PublicUrls, ReplicaState, SharedRoutes};
 use portico_store::{ReplicaRow, Store};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::task::JoinHandle;
 
 /// A replica that stayed ready this long is considered healthy: its crash starts the
 /// backoff (and the count towards `max_restarts`) afresh.
@@ -51,8 +52,14 @@ struct Context {
 
 /// The running fleet: one supervisor per app.
 pub struct Fleet {
-    shutdown: watch::Sender<bool>,
-    tasks: JoinSet<()>,
+    context: Arc<Context>,
+    supervisors: HashMap<String, Supervised>,
+}
+
+/// A supervisor task and the switch that stops it.
+struct Supervised {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
 }
 
 impl Fleet {
@@ -69,7 +76,6 @@ impl Fleet {
         urls: PublicUrls,
         data_dir: &Path,
     ) -> Fleet {
-        let (shutdown, stop_rx) = watch::channel(false);
         let context = Arc::new(Context {
             runtime,
             store,
@@ -81,22 +87,56 @@ impl Fleet {
             logs_dir: data_dir.join("logs"),
             prober: Prober::default(),
         });
-        let mut tasks = JoinSet::new();
+        let mut fleet = Fleet {
+            context,
+            supervisors: HashMap::new(),
+        };
         for app in apps {
-            let supervisor = Supervisor {
-                context: context.clone(),
-                app,
-                stop: stop_rx.clone(),
-            };
-            tasks.spawn(supervisor.run());
+            fleet.supervise(app);
         }
-        Fleet { shutdown, tasks }
+        fleet
+    }
+
+    /// Starts supervising an app (at start-up, or added by a reload). An app of that name
+    /// must not be supervised already: [`Fleet::release`] it first.
+    pub fn supervise(&mut self, app: PreparedApp) {
+        let name = app.spec.name.clone();
+        debug_assert!(!self.supervisors.contains_key(&name));
+        let (stop, stop_rx) = watch::channel(false);
+        let supervisor = Supervisor {
+            context: self.context.clone(),
+            app,
+            stop: stop_rx,
+        };
+        let task = tokio::spawn(supervisor.run());
+        self.supervisors.insert(name, Supervised { stop, task });
+    }
+
+    /// Stops supervising these apps (removed or changed by a reload): their replicas are
+    /// stopped gracefully, all at once, and awaited. Unknown names are ignored.
+    pub async fn release(&mut self, names: &[&str]) {
+        let stopping: Vec<Supervised> = names
+            .iter()
+            .filter_map(|name| self.supervisors.remove(*name))
+            .collect();
+        stop_all(stopping).await;
     }
 
     /// Stops every replica (gracefully, within the configured grace) and waits for it.
-    pub async fn shutdown(mut self) {
-        let _ = self.shutdown.send(true);
-        while self.tasks.join_next().await.is_some() {}
+    pub async fn shutdown(self) {
+        stop_all(self.supervisors.into_values().collect()).await;
+    }
+}
+
+/// Signals every supervisor first, then waits, so the grace periods run side by side.
+async fn stop_all(supervisors: Vec<Supervised>) {
+    for supervised in &supervisors {
+        let _ = supervised.stop.send(true);
+    }
+    for supervised in supervisors {
+        if let Err(e) = supervised.task.await {
+            tracing::error!("an app's supervisor failed: {e}");
+        }
     }
 }
 

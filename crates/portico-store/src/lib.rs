@@ -115,21 +115,39 @@ impl Store {
                     .await?;
             }
         }
-        for (name, title, framework, source) in apps {
-            sqlx::query(
-                "INSERT INTO apps (name, title, framework, source, status, restarts, updated_at)
-                 VALUES (?, ?, ?, ?, 'building', 0, ?)
-                 ON CONFLICT (name) DO UPDATE SET title = excluded.title, framework = excluded.framework,
-                   source = excluded.source, status = 'building', status_reason = NULL, restarts = 0,
-                   last_restart_reason = NULL, last_restart_at = NULL, updated_at = excluded.updated_at",
-            )
-            .bind(name)
-            .bind(title)
-            .bind(framework.map(|f| f.config_name()))
-            .bind(source.display().to_string())
-            .bind(&at)
-            .execute(&mut *tx)
-            .await?;
+        for app in apps {
+            upsert_app(&mut tx, app, &at).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A reload's changes in one transaction: `started` apps (new, or restarted with a new
+    /// definition) are registered afresh, `removed` ones forgotten, `retitled` renamed.
+    pub async fn change_apps(
+        &self,
+        started: &[(&str, &str, Option<Framework>, &Path)],
+        retitled: &[(&str, &str)],
+        removed: &[&str],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let at = now();
+        for name in removed {
+            sqlx::query("DELETE FROM apps WHERE name = ?")
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for app in started {
+            upsert_app(&mut tx, app, &at).await?;
+        }
+        for (name, title) in retitled {
+            sqlx::query("UPDATE apps SET title = ?, updated_at = ? WHERE name = ?")
+                .bind(title)
+                .bind(&at)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -321,3 +339,26 @@ pub fn timestamp() -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// Registers an app as building, clearing what its previous definition left (restarts).
+async fn upsert_app(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    (name, title, framework, source): &(&str, &str, Option<Framework>, &Path),
+    at: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO apps (name, title, framework, source, status, restarts, updated_at)
+         VALUES (?, ?, ?, ?, 'building', 0, ?)
+         ON CONFLICT (name) DO UPDATE SET title = excluded.title, framework = excluded.framework,
+           source = excluded.source, status = 'building', status_reason = NULL, restarts = 0,
+           last_restart_reason = NULL, last_restart_at = NULL, updated_at = excluded.updated_at",
+    )
+    .bind(*name)
+    .bind(*title)
+    .bind(framework.map(|f| f.config_name()))
+    .bind(source.display().to_string())
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -12,6 +12,7 @@ mod python;
 pub mod saml_idp;
 mod smtp_sink;
 mod visitor;
+mod websocket;
 
 pub use authenticator::Authenticator;
 pub use browser::Browser;
@@ -22,6 +23,7 @@ pub use python::python_with;
 pub use saml_idp::{SamlAccount, SamlIdp};
 pub use smtp_sink::{link_in, Mail, SmtpSink};
 pub use visitor::{Landing, Visitor};
+pub use websocket::{open_websocket, ShinySession};
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

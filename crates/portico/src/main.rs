@@ -5,10 +5,13 @@ mod accounts_cli;
 mod apps;
 mod check;
 mod config_path;
+mod control;
 mod instance_lock;
 mod logs;
 mod output;
+mod reload;
 mod up;
+mod watch;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -38,6 +41,10 @@ enum Command {
     },
     /// Validate the config exactly as `up` would, without starting anything.
     Check,
+    /// Make the running Portico read its config file again and apply it (apps, access rules,
+    /// certificates, firewall, limits) without dropping connections. An invalid file changes
+    /// nothing. SIGHUP does the same, and so does saving the file.
+    Reload,
     /// Show each app's status, replicas and restarts.
     Apps {
         /// Print JSON instead of a table.
@@ -100,6 +107,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Up { log_format } => up::run(config, log_format).await,
             Command::Check => check::run(config),
+            Command::Reload => control::run(config).await,
             Command::Apps { json } => apps::run(config, json).await,
             Command::Logs {
                 app,

@@ -2,12 +2,14 @@
 //! and on SIGINT/SIGTERM stop accepting, stop every replica, and exit.
 
 use crate::check::{self, Validated};
+use crate::control;
 use crate::instance_lock;
 use crate::output::{init_logging, LogFormat};
+use crate::reload::{self, Reloader};
 use portico_build::EnvBuilder;
 use portico_console::ConsoleState;
-use portico_core::{AppRoute, AppStatus, MountStyle, PublicUrls, RouteTable};
-use portico_edge::{Edge, EdgeOptions, ListenerKind, UpstreamTimeouts};
+use portico_core::{PublicUrls, RouteTable};
+use portico_edge::{Edge, EdgeOptions, ListenerKind, ListenerSettings, UpstreamTimeouts};
 use portico_fleet::{process::recover_orphans, Fleet, ProcessRuntime};
 use portico_identity::sso::ldap::LdapProvider;
 use portico_identity::sso::oidc::OidcProvider;
@@ -115,47 +117,26 @@ async fn serve(validated: Validated) -> Result<(), String> {
         .map(|a| a.port())
         .unwrap_or(server.listen.port());
     let urls = PublicUrls::new(&server.domain, port, config.tls.is_some());
-    let tls = match &config.tls {
+    let certificates = match &config.tls {
         Some(tls) => {
-            let mut names = vec![server.domain.clone(), format!("*.{}", server.domain)];
-            names.extend(
-                apps.iter()
-                    .map(|a| format!("{}.{}", a.spec.name, server.domain)),
-            );
+            let names = reload::certificate_names(&config, &apps);
             let keys =
                 portico_edge::tls::load(tls, &names, &data_dir).map_err(|e| format!("tls: {e}"))?;
-            let certificates = portico_edge::tls::Certificates::new(keys);
-            Some(portico_edge::tls::server_config(certificates))
+            Some(portico_edge::tls::Certificates::new(keys))
         }
         None => None,
     };
+    let tls = certificates.clone().map(portico_edge::tls::server_config);
     let routes = Arc::new(arc_swap::ArcSwap::from_pointee(RouteTable::new(
         apps.iter()
-            .map(|a| AppRoute {
-                name: a.spec.name.as_str().into(),
-                title: a.spec.title.as_str().into(),
-                description: a.spec.description.as_str().into(),
-                framework: Some(a.detected.framework),
-                status: AppStatus::Building,
-                mount: MountStyle::Root,
-                endpoints: Arc::from(Vec::new()),
-                access: Arc::new(a.spec.access.clone()),
-                firewall: Arc::new(a.spec.firewall.clone()),
-                max_body_bytes: a
-                    .spec
-                    .max_body_bytes
-                    .unwrap_or(config.limits.max_body_bytes),
-                frame_policy: urls
-                    .frame_policy(&a.spec.frame_ancestors)
-                    .map(bytes::Bytes::from),
-            })
+            .map(|a| reload::app_route(a, &config.limits, &urls))
             .collect(),
     )));
 
     let envs = Arc::new(EnvBuilder::new(config.build.clone()));
     let runtime = Arc::new(ProcessRuntime::new(instance));
     let fleet = Fleet::start(
-        apps,
+        apps.clone(),
         runtime,
         store.clone(),
         routes.clone(),
@@ -247,26 +228,51 @@ async fn serve(validated: Validated) -> Result<(), String> {
     let options = EdgeOptions {
         urls: urls.clone(),
         metrics_on_main_listener: metrics_listener.is_none(),
-        upstream: UpstreamTimeouts::default(),
+        upstream: UpstreamTimeouts {
+            connect: config.limits.upstream_connect_timeout,
+            response: config.limits.upstream_response_timeout,
+        },
         sessions,
         handoffs,
         assertions,
         audit: Arc::new(portico_identity::AuditSink::start(store.clone())),
         contact: config.auth.contact.clone(),
-        hsts: config.tls.as_ref().and_then(|t| t.hsts_header()),
-        firewall: config.firewall.clone(),
-        limits: config.limits.clone(),
+        guards: reload::guard_config(&config),
     };
     let edge = Arc::new(Edge::new(routes.clone(), portal, options, Some(metrics)));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let max_header = server.max_header_bytes;
-    let header_timeout = config.limits.header_read_timeout;
+    let settings = ListenerSettings {
+        max_header_bytes: server.max_header_bytes,
+        header_read_timeout: config.limits.header_read_timeout,
+        drain_timeout: server.shutdown_timeout,
+    };
+    let server = server.clone();
+    let watch_config = server.watch_config;
+    let reloader = Arc::new(Reloader::new(reload::Parts {
+        config,
+        apps,
+        fleet,
+        edge: edge.clone(),
+        routes: routes.clone(),
+        certificates,
+        store: store.clone(),
+        urls: urls.clone(),
+        data_dir: data_dir.clone(),
+    }));
+    let mut background = vec![tokio::spawn(reload_on_sighup(reloader.clone()))];
+    match control::bind(&data_dir) {
+        Ok(socket) => background.push(tokio::spawn(control::serve(socket, reloader.clone()))),
+        // Not fatal: SIGHUP and the file watcher still reload.
+        Err(e) => tracing::warn!("{e}; `portico reload` will not work, SIGHUP still does"),
+    }
+    if watch_config {
+        background.push(tokio::spawn(crate::watch::watch(reloader.clone())));
+    }
     let mut servers = vec![tokio::spawn(portico_edge::serve(
         main_listener,
         edge.clone(),
         ListenerKind::Main,
-        max_header,
-        header_timeout,
+        settings,
         tls,
         stop_rx.clone(),
     ))];
@@ -275,8 +281,7 @@ async fn serve(validated: Validated) -> Result<(), String> {
             listener,
             edge.clone(),
             ListenerKind::Redirect,
-            max_header,
-            header_timeout,
+            settings,
             None,
             stop_rx.clone(),
         )));
@@ -286,8 +291,7 @@ async fn serve(validated: Validated) -> Result<(), String> {
             listener,
             edge.clone(),
             ListenerKind::Metrics,
-            max_header,
-            header_timeout,
+            settings,
             None,
             stop_rx.clone(),
         )));
@@ -316,7 +320,11 @@ async fn serve(validated: Validated) -> Result<(), String> {
         eprintln!("portico: stopping immediately");
         std::process::exit(130);
     });
-    fleet.shutdown().await;
+    for task in background {
+        task.abort();
+    }
+    let _ = std::fs::remove_file(control::socket_path(&data_dir));
+    reloader.shutdown().await;
     for server in servers {
         let _ = server.await;
     }
@@ -349,6 +357,18 @@ async fn bootstrap_admin(store: &Store, domain: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Reloads on every SIGHUP, as nginx and most Unix daemons do.
+async fn reload_on_sighup(reloader: Arc<Reloader>) {
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; use `portico reload`");
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        // The outcome is logged by the reloader.
+        let _ = reloader.reload("SIGHUP").await;
+    }
 }
 
 async fn wait_for_stop_signal() -> &'static str {

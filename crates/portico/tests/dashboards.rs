@@ -1,10 +1,7 @@
 //! Each framework's demo dashboard, started by Portico through the process runtime, works
 //! through the gateway at its host address and at its path address, live channel included.
 
-use futures_util::{SinkExt, StreamExt};
-use portico_testkit::{AppConfig, Browser, Portico, PorticoConfig};
-use std::time::Duration;
-use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
+use portico_testkit::{open_websocket, AppConfig, Browser, Portico, PorticoConfig, ShinySession};
 
 const BIN: &str = env!("CARGO_BIN_EXE_portico");
 
@@ -73,39 +70,13 @@ async fn r_shiny_dashboard_answers_at_host_and_path_addresses() {
         .await;
 }
 
-/// Opens a WebSocket through Portico to `url` (connecting to loopback whatever the host).
-async fn websocket(
-    portico: &Portico,
-    url: &str,
-) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", portico.port))
-        .await
-        .unwrap();
-    let request = url.into_client_request().unwrap();
-    let (socket, response) = tokio_tungstenite::client_async(request, tcp)
-        .await
-        .expect("websocket handshake through Portico");
-    assert_eq!(response.status(), 101);
-    socket
-}
-
 /// Speaks Shiny's own protocol: the `init` message carries the inputs, and the server
 /// answers with the computed outputs.
 async fn shiny_round_trip(portico: &Portico, url: &str, expected: &str) {
-    let mut socket = websocket(portico, url).await;
-    let init = serde_json::json!({"method": "init", "data": {"name": "Ada", ".clientdata_output_greeting_hidden": false}});
-    socket.send(Message::text(init.to_string())).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let message = tokio::time::timeout_at(deadline, socket.next())
-            .await
-            .unwrap_or_else(|_| panic!("no {expected:?} over {url} within 30s"))
-            .expect("socket open")
-            .unwrap();
-        if message.to_text().unwrap_or_default().contains(expected) {
-            return;
-        }
-    }
+    ShinySession::open(portico.port, url)
+        .await
+        .greet("Ada", expected)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -137,7 +108,7 @@ async fn streamlit_stream_websocket_upgrades_in_both_modes() {
         portico.port
     );
     for url in [host, path] {
-        let mut socket = websocket(&portico, &url).await;
+        let mut socket = open_websocket(portico.port, &url).await;
         // Streamlit's first frames are protobuf; a clean close proves the channel is live.
         socket.close(None).await.unwrap();
     }

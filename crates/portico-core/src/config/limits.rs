@@ -14,6 +14,8 @@ pub struct RawLimits {
     pub max_url_bytes: Option<usize>,
     pub header_read_timeout_secs: Option<u64>,
     pub max_connections: Option<usize>,
+    pub upstream_connect_timeout_secs: Option<u64>,
+    pub upstream_response_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +34,11 @@ pub struct LimitsConfig {
     pub header_read_timeout: Duration,
     /// Open client connections on the main listener at most; beyond, new ones are closed.
     pub max_connections: usize,
+    /// How long connecting to a replica may take before the client gets 502.
+    pub upstream_connect_timeout: Duration,
+    /// How long a replica may take to start its response (long callbacks need headroom)
+    /// before the client gets 504. Streaming and WebSockets are not bounded once started.
+    pub upstream_response_timeout: Duration,
 }
 
 impl Default for LimitsConfig {
@@ -46,6 +53,8 @@ impl Default for LimitsConfig {
             max_url_bytes: 8192,
             header_read_timeout: Duration::from_secs(30),
             max_connections: 50_000,
+            upstream_connect_timeout: Duration::from_secs(5),
+            upstream_response_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -80,6 +89,24 @@ pub(super) fn limits(raw: RawLimits, problems: &mut Vec<Problem>) -> LimitsConfi
             format!("= {header_timeout} is out of range; write 1 to 300, e.g. 30"),
         ));
     }
+    let upstream_connect = raw
+        .upstream_connect_timeout_secs
+        .unwrap_or(default.upstream_connect_timeout.as_secs());
+    if !(1..=60).contains(&upstream_connect) {
+        problems.push(Problem::new(
+            "limits.upstream_connect_timeout_secs",
+            format!("= {upstream_connect} is out of range; write 1 to 60, e.g. 5"),
+        ));
+    }
+    let upstream_response = raw
+        .upstream_response_timeout_secs
+        .unwrap_or(default.upstream_response_timeout.as_secs());
+    if !(1..=86_400).contains(&upstream_response) {
+        problems.push(Problem::new(
+            "limits.upstream_response_timeout_secs",
+            format!("= {upstream_response} is out of range; write 1 to 86400, e.g. 300"),
+        ));
+    }
     LimitsConfig {
         requests_per_second,
         burst: burst.max(1),
@@ -91,5 +118,7 @@ pub(super) fn limits(raw: RawLimits, problems: &mut Vec<Problem>) -> LimitsConfi
             .max_connections
             .unwrap_or(default.max_connections)
             .max(1),
+        upstream_connect_timeout: Duration::from_secs(upstream_connect.clamp(1, 60)),
+        upstream_response_timeout: Duration::from_secs(upstream_response.clamp(1, 86_400)),
     }
 }

@@ -69,6 +69,10 @@ pub struct Server {
     pub redirect_listen: Option<String>,
     #[serde(default = "default_max_header_bytes")]
     pub max_header_bytes: usize,
+    /// Reload when the config file (or a certificate file) changes.
+    pub watch_config: Option<bool>,
+    /// How long in-flight requests may take to finish when Portico stops.
+    pub shutdown_timeout_secs: Option<u64>,
 }
 
 impl Default for Server {
@@ -80,6 +84,8 @@ impl Default for Server {
             metrics_listen: None,
             redirect_listen: None,
             max_header_bytes: default_max_header_bytes(),
+            watch_config: None,
+            shutdown_timeout_secs: None,
         }
     }
 }

@@ -111,7 +111,7 @@ pub struct RawSaml {
 }
 
 /// What every provider shares, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SsoCommon {
     /// Short and stable: it names the provider in the store (`ldap:corp`), so renaming it
     /// detaches the accounts it made.
@@ -185,7 +185,7 @@ pub enum LdapGroups {
     },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LdapConfig {
     pub common: SsoCommon,
     pub url: String,
@@ -213,7 +213,7 @@ impl LdapConfig {
 }
 
 /// An OpenID Connect provider (Okta, Entra ID, Keycloak, Cognito, Google, …).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OidcConfig {
     pub common: SsoCommon,
     /// The issuer URL; discovery reads `<issuer>/.well-known/openid-configuration`.
@@ -315,7 +315,7 @@ pub enum SamlBinding {
 
 /// A SAML 2.0 identity provider (ADFS, Ping Federate, Entra ID, Okta, Keycloak, …); Portico
 /// is the service provider.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SamlConfig {
     pub common: SsoCommon,
     pub metadata: SamlMetadata,

@@ -93,9 +93,18 @@ fn server(raw: raw::Server, base: &Path, problems: &mut Vec<Problem>) -> ServerC
             ),
         ));
     }
+    let shutdown_timeout = raw.shutdown_timeout_secs.unwrap_or(30);
+    if shutdown_timeout > 3600 {
+        problems.push(Problem::new(
+            "server.shutdown_timeout_secs",
+            format!("= {shutdown_timeout} is more than an hour; write 0 to 3600, e.g. 30"),
+        ));
+    }
     ServerConfig {
         listen,
         domain: raw.domain.to_ascii_lowercase(),
+        watch_config: raw.watch_config.unwrap_or(true),
+        shutdown_timeout: Duration::from_secs(shutdown_timeout),
         data_dir: base.join(&raw.data_dir),
         metrics_listen,
         max_header_bytes: raw.max_header_bytes,

@@ -1,0 +1,407 @@
+//! Reloading the config while serving (`portico reload`, SIGHUP, or an edit of the file).
+//!
+//! The new file is validated exactly as `up` validates it, and its certificates are loaded,
+//! before anything changes: a config that fails changes nothing, and the error says why.
+//! Then, in this order: certificates, firewall and limits, and apps — added apps start,
+//! removed apps stop, apps whose program changed restart, and apps whose address rules,
+//! access or limits changed keep their replicas and get the new rules at once. Connections and
+//! WebSockets stay open throughout; listeners are not touched. What cannot change while
+//! running (listen addresses, the domain, the data folder, sign-in providers, …) is named in the
+//! outcome as waiting for a restart.
+
+use crate::check::{self, Validated};
+use portico_core::{
+    AppRoute, AppStatus, Config, LimitsConfig, MountStyle, PublicUrls, RouteTable, SharedRoutes,
+    TlsSource,
+};
+use portico_edge::tls::Certificates;
+use portico_edge::{Edge, GuardConfig};
+use portico_fleet::{Fleet, PreparedApp};
+use portico_store::Store;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::Mutex;
+
+/// What a reload did, in words for the log and for `portico reload`.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Outcome {
+    /// Applied changes, e.g. `app "sales" added`.
+    pub applied: Vec<String>,
+    /// Changed settings that take effect only when Portico restarts.
+    pub needs_restart: Vec<String>,
+}
+
+/// The config in force and the fleet running it.
+struct Live {
+    config: Config,
+    apps: Vec<PreparedApp>,
+    fleet: Fleet,
+}
+
+pub struct Reloader {
+    path: PathBuf,
+    /// `None` once Portico is stopping: a reload then changes nothing. The lock also queues
+    /// reloads that arrive together.
+    live: Mutex<Option<Live>>,
+    edge: Arc<Edge>,
+    routes: SharedRoutes,
+    /// `None` without `[tls]`.
+    certificates: Option<Arc<Certificates>>,
+    store: Store,
+    urls: PublicUrls,
+    data_dir: PathBuf,
+}
+
+/// The parts of `up` a reload changes.
+pub struct Parts {
+    pub config: Config,
+    pub apps: Vec<PreparedApp>,
+    pub fleet: Fleet,
+    pub edge: Arc<Edge>,
+    pub routes: SharedRoutes,
+    pub certificates: Option<Arc<Certificates>>,
+    pub store: Store,
+    pub urls: PublicUrls,
+    pub data_dir: PathBuf,
+}
+
+impl Reloader {
+    pub fn new(parts: Parts) -> Reloader {
+        Reloader {
+            path: parts.config.path.clone(),
+            live: Mutex::new(Some(Live {
+                config: parts.config,
+                apps: parts.apps,
+                fleet: parts.fleet,
+            })),
+            edge: parts.edge,
+            routes: parts.routes,
+            certificates: parts.certificates,
+            store: parts.store,
+            urls: parts.urls,
+            data_dir: parts.data_dir,
+        }
+    }
+
+    /// The files whose change means a reload: the config file and the certificate and key
+    /// files it names.
+    pub async fn watched_files(&self) -> Vec<PathBuf> {
+        let mut files = vec![self.path.clone()];
+        if let Some(live) = self.live.lock().await.as_ref() {
+            if let Some(TlsSource::Files(pairs)) = live.config.tls.as_ref().map(|t| &t.source) {
+                for pair in pairs {
+                    files.push(pair.cert.clone());
+                    files.push(pair.key.clone());
+                }
+            }
+        }
+        files
+    }
+
+    /// Reads the config file again and applies it; `trigger` says why, for the log.
+    pub async fn reload(&self, trigger: &str) -> Result<Outcome, String> {
+        let result = self.try_reload().await;
+        match &result {
+            Ok(outcome) if outcome.applied.is_empty() && outcome.needs_restart.is_empty() => {
+                tracing::info!("reload ({trigger}): nothing changed");
+            }
+            Ok(outcome) => {
+                for change in &outcome.applied {
+                    tracing::info!("reload ({trigger}): {change}");
+                }
+                for setting in &outcome.needs_restart {
+                    tracing::warn!("reload ({trigger}): {setting}");
+                }
+            }
+            Err(message) => {
+                tracing::error!(
+                    "reload ({trigger}) refused, the running config stays in force: {message}"
+                );
+            }
+        }
+        result
+    }
+
+    async fn try_reload(&self) -> Result<Outcome, String> {
+        let Validated { config, apps, .. } = check::validate(Some(self.path.clone()))?;
+        let mut guard = self.live.lock().await;
+        let Some(live) = guard.as_mut() else {
+            return Err("Portico is stopping".into());
+        };
+        let mut outcome = Outcome {
+            needs_restart: needs_restart(&live.config, &config),
+            ..Outcome::default()
+        };
+
+        // Everything that can fail comes before the first change.
+        let keys = match (&self.certificates, &config.tls) {
+            (Some(_), Some(tls)) => {
+                let names = certificate_names(&config, &apps);
+                let keys = portico_edge::tls::load(tls, &names, &self.data_dir)
+                    .map_err(|e| format!("tls: {e}"))?;
+                Some(keys)
+            }
+            _ => None,
+        };
+
+        if let (Some(certificates), Some(keys)) = (&self.certificates, keys) {
+            if certificates.replace_if_changed(keys) {
+                outcome.applied.push("certificates replaced".into());
+            }
+        }
+        let old_guards = guard_config(&live.config);
+        let new_guards = guard_config(&config);
+        if old_guards != new_guards {
+            outcome
+                .applied
+                .extend(guard_changes(&old_guards, &new_guards));
+            self.edge.reconfigure(new_guards);
+        }
+        self.apply_apps(live, &apps, &config.limits, &mut outcome)
+            .await?;
+        live.config = config;
+        live.apps = apps;
+        Ok(outcome)
+    }
+
+    async fn apply_apps(
+        &self,
+        live: &mut Live,
+        apps: &[PreparedApp],
+        limits: &LimitsConfig,
+        outcome: &mut Outcome,
+    ) -> Result<(), String> {
+        let old: HashMap<&str, &PreparedApp> = live
+            .apps
+            .iter()
+            .map(|a| (a.spec.name.as_str(), a))
+            .collect();
+        let mut to_stop: Vec<&str> = Vec::new();
+        let mut to_start: Vec<&PreparedApp> = Vec::new();
+        let mut retitled: Vec<(&str, &str)> = Vec::new();
+        for app in apps {
+            let name = app.spec.name.as_str();
+            match old.get(name) {
+                None => {
+                    outcome.applied.push(format!("app \"{name}\" added"));
+                    to_start.push(app);
+                }
+                Some(before) if runs_differently(before, app) => {
+                    outcome
+                        .applied
+                        .push(format!("app \"{name}\" changed: restarting it"));
+                    to_stop.push(name);
+                    to_start.push(app);
+                }
+                Some(before) if route_differs(before, app, &live.config.limits, limits) => {
+                    outcome
+                        .applied
+                        .push(format!("app \"{name}\": new access, address or size rules"));
+                    if before.spec.title != app.spec.title {
+                        retitled.push((name, &app.spec.title));
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        let removed: Vec<&str> = live
+            .apps
+            .iter()
+            .map(|a| a.spec.name.as_str())
+            .filter(|name| !apps.iter().any(|a| a.spec.name == *name))
+            .collect();
+        for name in &removed {
+            outcome.applied.push(format!("app \"{name}\" removed"));
+        }
+        to_stop.extend(&removed);
+
+        live.fleet.release(&to_stop).await;
+        let started: Vec<_> = to_start
+            .iter()
+            .map(|a| {
+                (
+                    a.spec.name.as_str(),
+                    a.spec.title.as_str(),
+                    Some(a.detected.framework),
+                    a.spec.source.as_path(),
+                )
+            })
+            .collect();
+        self.store
+            .change_apps(&started, &retitled, &removed)
+            .await
+            .map_err(|e| format!("cannot record the apps in the database: {e}"))?;
+
+        // Apps that keep running keep their status and ready replicas; the rest start over.
+        let fresh: Vec<&str> = to_start.iter().map(|a| a.spec.name.as_str()).collect();
+        self.routes.rcu(|table| {
+            RouteTable::new(
+                apps.iter()
+                    .map(|app| {
+                        let mut route = app_route(app, limits, &self.urls);
+                        if let Some(running) = table
+                            .get(&app.spec.name)
+                            .filter(|_| !fresh.contains(&app.spec.name.as_str()))
+                        {
+                            route.status = running.status.clone();
+                            route.mount = running.mount;
+                            route.endpoints = running.endpoints.clone();
+                        }
+                        route
+                    })
+                    .collect(),
+            )
+        });
+        for app in to_start {
+            live.fleet.supervise(app.clone());
+        }
+        Ok(())
+    }
+
+    /// Stops every app; later reloads change nothing.
+    pub async fn shutdown(&self) {
+        if let Some(live) = self.live.lock().await.take() {
+            live.fleet.shutdown().await;
+        }
+    }
+}
+
+/// An app's route as its config defines it, before any replica is ready.
+pub fn app_route(app: &PreparedApp, limits: &LimitsConfig, urls: &PublicUrls) -> AppRoute {
+    let spec = &app.spec;
+    AppRoute {
+        name: spec.name.as_str().into(),
+        title: spec.title.as_str().into(),
+        description: spec.description.as_str().into(),
+        framework: Some(app.detected.framework),
+        status: AppStatus::Building,
+        mount: MountStyle::Root,
+        endpoints: Arc::from(Vec::new()),
+        access: Arc::new(spec.access.clone()),
+        firewall: Arc::new(spec.firewall.clone()),
+        max_body_bytes: spec.max_body_bytes.unwrap_or(limits.max_body_bytes),
+        frame_policy: urls
+            .frame_policy(&spec.frame_ancestors)
+            .map(bytes::Bytes::from),
+    }
+}
+
+/// The names a development certificate must cover.
+pub fn certificate_names(config: &Config, apps: &[PreparedApp]) -> Vec<String> {
+    let domain = &config.server.domain;
+    let mut names = vec![domain.clone(), format!("*.{domain}")];
+    names.extend(apps.iter().map(|a| format!("{}.{domain}", a.spec.name)));
+    names
+}
+
+pub fn guard_config(config: &Config) -> GuardConfig {
+    GuardConfig {
+        firewall: config.firewall.clone(),
+        limits: config.limits.clone(),
+        hsts: config.tls.as_ref().and_then(|t| t.hsts_header()),
+    }
+}
+
+fn guard_changes(old: &GuardConfig, new: &GuardConfig) -> Vec<String> {
+    let mut changes = Vec::new();
+    if old.firewall != new.firewall {
+        changes.push("firewall rules replaced".into());
+    }
+    if old.limits != new.limits {
+        changes.push("limits replaced".into());
+    }
+    if old.hsts != new.hsts {
+        changes.push("HSTS header changed".into());
+    }
+    changes
+}
+
+/// Whether the app's replicas must be replaced: anything but its route rules changed.
+fn runs_differently(old: &PreparedApp, new: &PreparedApp) -> bool {
+    let mut old_spec = old.spec.clone();
+    let new_spec = &new.spec;
+    // What only the edge reads; changing it needs no new replica.
+    old_spec.title.clone_from(&new_spec.title);
+    old_spec.description.clone_from(&new_spec.description);
+    old_spec.access = new_spec.access.clone();
+    old_spec.firewall = new_spec.firewall.clone();
+    old_spec.max_body_bytes = new_spec.max_body_bytes;
+    old_spec
+        .frame_ancestors
+        .clone_from(&new_spec.frame_ancestors);
+    old_spec != *new_spec || old.detected != new.detected
+}
+
+fn route_differs(
+    old: &PreparedApp,
+    new: &PreparedApp,
+    old_limits: &LimitsConfig,
+    new_limits: &LimitsConfig,
+) -> bool {
+    let (a, b) = (&old.spec, &new.spec);
+    a.title != b.title
+        || a.description != b.description
+        || a.access != b.access
+        || a.firewall != b.firewall
+        || a.frame_ancestors != b.frame_ancestors
+        || a.max_body_bytes.unwrap_or(old_limits.max_body_bytes)
+            != b.max_body_bytes.unwrap_or(new_limits.max_body_bytes)
+}
+
+/// Settings that changed but are read only at start-up, named for the operator.
+fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
+    let mut changed = Vec::new();
+    let (a, b) = (&old.server, &new.server);
+    let server = [
+        ("server.listen", a.listen != b.listen),
+        ("server.domain", a.domain != b.domain),
+        ("server.data_dir", a.data_dir != b.data_dir),
+        (
+            "server.metrics_listen",
+            a.metrics_listen != b.metrics_listen,
+        ),
+        (
+            "server.max_header_bytes",
+            a.max_header_bytes != b.max_header_bytes,
+        ),
+        (
+            "server.redirect_listen",
+            a.redirect_listen != b.redirect_listen,
+        ),
+        ("[build]", old.build != new.build),
+        ("[fleet]", old.fleet != new.fleet),
+        ("[auth]", old.auth != new.auth),
+        ("[smtp]", old.smtp != new.smtp),
+        ("[tls] on or off", old.tls.is_some() != new.tls.is_some()),
+        (
+            "limits.header_read_timeout_secs",
+            old.limits.header_read_timeout != new.limits.header_read_timeout,
+        ),
+        (
+            "limits.max_connections",
+            old.limits.max_connections != new.limits.max_connections,
+        ),
+        (
+            "limits.upstream_connect_timeout_secs",
+            old.limits.upstream_connect_timeout != new.limits.upstream_connect_timeout,
+        ),
+        (
+            "limits.upstream_response_timeout_secs",
+            old.limits.upstream_response_timeout != new.limits.upstream_response_timeout,
+        ),
+        ("server.watch_config", a.watch_config != b.watch_config),
+        (
+            "server.shutdown_timeout_secs",
+            a.shutdown_timeout != b.shutdown_timeout,
+        ),
+    ];
+    for (key, differs) in server {
+        if differs {
+            changed.push(format!(
+                "{key} changed: it takes effect when Portico restarts"
+            ));
+        }
+    }
+    changed
+}
