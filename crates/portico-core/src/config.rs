@@ -14,7 +14,7 @@ pub use sso::{
     LdapConfig, LdapGroups, LdapSecurity, OidcConfig, SamlBinding, SamlConfig, SamlMetadata,
     SsoCommon,
 };
-pub use tls::{CertificateFiles, TlsConfig, TlsSource};
+pub use tls::{AcmeChallenge, AcmeConfig, CertificateFiles, TlsConfig, TlsSource, LETS_ENCRYPT};
 mod validate;
 
 use crate::model::Framework;

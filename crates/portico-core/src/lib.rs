@@ -14,9 +14,9 @@ pub mod urls;
 
 pub use access::{Access, Decision};
 pub use config::{
-    AppSpec, CertificateFiles, Config, ConfigError, LdapConfig, LdapGroups, LdapSecurity,
-    LimitsConfig, MfaPolicy, OidcConfig, Problem, SamlBinding, SamlConfig, SamlMetadata,
-    SmtpConfig, SmtpSecurity, SsoCommon, TlsConfig, TlsSource,
+    AcmeChallenge, AcmeConfig, AppSpec, CertificateFiles, Config, ConfigError, LdapConfig,
+    LdapGroups, LdapSecurity, LimitsConfig, MfaPolicy, OidcConfig, Problem, SamlBinding,
+    SamlConfig, SamlMetadata, SmtpConfig, SmtpSecurity, SsoCommon, TlsConfig, TlsSource,
 };
 pub use firewall::{FirewallConfig, IpRules};
 pub use model::{AppStatus, ClientAddr, Framework, Identity, MountStyle, ReplicaState, User};

@@ -9,6 +9,7 @@
 //! `lifecycle::handle` calls these phases in this order; each lives in its own module.
 //! The request path reads only the route table snapshot and in-memory state: never the store.
 
+pub mod acme;
 mod balancer;
 mod body;
 mod guards;

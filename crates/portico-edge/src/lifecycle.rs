@@ -41,7 +41,12 @@ pub struct EdgeOptions {
     pub contact: String,
     /// The firewall, limits and HSTS; replaced by [`Edge::reconfigure`] on a reload.
     pub guards: GuardConfig,
+    /// With ACME's HTTP-01: the answers the redirect listener serves.
+    pub acme_challenges: Option<Arc<crate::acme::Challenges>>,
 }
+
+/// Where an ACME CA fetches HTTP-01 answers (RFC 8555, section 8.3).
+const ACME_CHALLENGE_PATH: &str = "/.well-known/acme-challenge/";
 
 /// Which listener a request arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -427,6 +432,16 @@ impl Edge {
     /// The redirect listener's answer: the same host and path over HTTPS, for hosts Portico
     /// serves (anything else would make Portico an open redirector).
     fn to_https(&self, req: &Request<Incoming>) -> Response<ProxyBody> {
+        // ACME HTTP-01: the CA fetches the answer over plain HTTP and must not be redirected
+        // before it has it. Unknown tokens get 404, not a redirect, so the CA's log says so.
+        if let Some(token) = req.uri().path().strip_prefix(ACME_CHALLENGE_PATH) {
+            if let Some(challenges) = &self.options.acme_challenges {
+                return match challenges.http_answer(token) {
+                    Some(answer) => Response::new(full(answer)),
+                    None => plain(StatusCode::NOT_FOUND, "no such ACME challenge\n"),
+                };
+            }
+        }
         let host_header = req
             .headers()
             .get(header::HOST)

@@ -144,6 +144,10 @@ pub async fn serve(
                         return;
                     }
                 };
+            if stream.get_ref().1.alpn_protocol() == Some(crate::acme::ACME_TLS_ALPN) {
+                // A CA's TLS-ALPN-01 validation: the handshake was the answer (RFC 8737).
+                return;
+            }
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             if let Err(e) = watcher.watch(connection.into_owned()).await {
                 tracing::debug!(%peer, "connection ended: {e}");

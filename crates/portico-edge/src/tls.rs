@@ -3,6 +3,7 @@
 //! so new certificates apply to new connections without a restart. TLS 1.2 and 1.3; ALPN
 //! offers HTTP/2 and HTTP/1.1 (WebSockets use HTTP/1.1 upgrades).
 
+use crate::acme::{Challenges, ACME_TLS_ALPN};
 use arc_swap::ArcSwap;
 use portico_core::{CertificateFiles, TlsConfig, TlsSource};
 use rustls::pki_types::pem::PemObject;
@@ -89,23 +90,47 @@ impl Certificates {
 }
 
 #[derive(Debug)]
-struct SniResolver(Arc<Certificates>);
+struct SniResolver {
+    certificates: Arc<Certificates>,
+    /// With ACME's TLS-ALPN-01: the challenge certificates.
+    challenges: Option<Arc<Challenges>>,
+}
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.0.for_name(hello.server_name())
+        if let Some(challenges) = &self.challenges {
+            let acme = hello
+                .alpn()
+                .is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN));
+            if acme {
+                // Only the CA's validation handshake asks for acme-tls/1; it gets the
+                // challenge certificate or nothing (never the real one).
+                return challenges.alpn_certificate(hello.server_name()?);
+            }
+        }
+        self.certificates.for_name(hello.server_name())
     }
 }
 
-/// The rustls configuration serving `certificates`.
-pub fn server_config(certificates: Arc<Certificates>) -> Arc<rustls::ServerConfig> {
+/// The rustls configuration serving `certificates` (and, with `challenges`, answering
+/// TLS-ALPN-01 challenges).
+pub fn server_config(
+    certificates: Arc<Certificates>,
+    challenges: Option<Arc<Challenges>>,
+) -> Arc<rustls::ServerConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .expect("ring supports TLS 1.2 and 1.3")
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SniResolver(certificates)));
+        .with_cert_resolver(Arc::new(SniResolver {
+            certificates,
+            challenges: challenges.clone(),
+        }));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    if challenges.is_some() {
+        config.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
+    }
     Arc::new(config)
 }
 
@@ -119,6 +144,11 @@ pub fn load(
     match &config.source {
         TlsSource::Files(files) => files.iter().map(load_files).collect(),
         TlsSource::SelfSigned => Ok(vec![self_signed(names, &data_dir.join("tls"))?]),
+        // The kept certificate, else a stand-in until the first one arrives (acme::Manager).
+        TlsSource::Acme(_) => match crate::acme::kept_certificate(data_dir) {
+            Some(key) => Ok(vec![key]),
+            None => Ok(vec![self_signed(names, &data_dir.join("tls"))?]),
+        },
     }
 }
 
@@ -129,7 +159,7 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
-fn certified_key(
+pub(crate) fn certified_key(
     chain_pem: &[u8],
     key_pem: &[u8],
     cert_path: &Path,
@@ -212,7 +242,7 @@ fn self_signed(names: &[String], dir: &Path) -> Result<Arc<CertifiedKey>, TlsErr
 }
 
 /// Writes a file only its owner can read (a private key).
-fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let _ = std::fs::remove_file(path);

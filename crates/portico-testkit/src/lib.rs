@@ -3,6 +3,7 @@
 //!
 //! Every wait here is bounded in time and waits on a readiness signal, never a fixed sleep.
 
+mod acme_ca;
 mod authenticator;
 mod browser;
 pub mod directory;
@@ -14,6 +15,7 @@ mod smtp_sink;
 mod visitor;
 mod websocket;
 
+pub use acme_ca::AcmeCa;
 pub use authenticator::Authenticator;
 pub use browser::Browser;
 pub use directory::Directory;

@@ -48,6 +48,8 @@ pub struct PorticoConfig {
     pub sections: String,
     /// Environment variables for the Portico process (e.g. a `PATH` without R).
     pub env: Vec<(String, String)>,
+    /// The port of `server.listen`; `None`: a free one.
+    pub port: Option<u16>,
 }
 
 impl PorticoConfig {
@@ -84,7 +86,7 @@ impl Portico {
     /// Writes a config for these apps and returns it without starting anything.
     pub fn prepare(config: &PorticoConfig) -> (tempfile::TempDir, PathBuf, u16) {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
+        let port = config.port.unwrap_or_else(free_port);
         // The harness's fleet defaults, unless the test sets the key itself.
         let mut fleet = config.fleet_extra.clone();
         for (key, value) in [("start_timeout_secs", "120"), ("stop_grace_secs", "5")] {

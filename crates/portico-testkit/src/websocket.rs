@@ -57,7 +57,10 @@ impl ShinySession {
             let next = tokio::time::timeout_at(deadline, self.socket.next())
                 .await
                 .unwrap_or_else(|_| {
-                    panic!("no {expected:?} over {} within {ANSWER_TIMEOUT:?}", self.url)
+                    panic!(
+                        "no {expected:?} over {} within {ANSWER_TIMEOUT:?}",
+                        self.url
+                    )
                 });
             let received = match next {
                 Some(Ok(message)) => message,

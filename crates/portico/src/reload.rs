@@ -21,7 +21,7 @@ use portico_store::Store;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::sync::Mutex;
+use tokio::sync::{watch, Mutex};
 
 /// What a reload did, in words for the log and for `portico reload`.
 #[derive(Debug, Default, serde::Serialize)]
@@ -51,6 +51,8 @@ pub struct Reloader {
     store: Store,
     urls: PublicUrls,
     data_dir: PathBuf,
+    /// With ACME: tells the certificate manager which names to order.
+    acme_names: Option<watch::Sender<Vec<String>>>,
 }
 
 /// The parts of `up` a reload changes.
@@ -64,6 +66,7 @@ pub struct Parts {
     pub store: Store,
     pub urls: PublicUrls,
     pub data_dir: PathBuf,
+    pub acme_names: Option<watch::Sender<Vec<String>>>,
 }
 
 impl Reloader {
@@ -81,6 +84,7 @@ impl Reloader {
             store: parts.store,
             urls: parts.urls,
             data_dir: parts.data_dir,
+            acme_names: parts.acme_names,
         }
     }
 
@@ -136,6 +140,8 @@ impl Reloader {
 
         // Everything that can fail comes before the first change.
         let keys = match (&self.certificates, &config.tls) {
+            // ACME certificates are the manager's: it hears of new names below.
+            (_, Some(tls)) if matches!(tls.source, TlsSource::Acme(_)) => None,
             (Some(_), Some(tls)) => {
                 let names = certificate_names(&config, &apps);
                 let keys = portico_edge::tls::load(tls, &names, &self.data_dir)
@@ -160,6 +166,16 @@ impl Reloader {
         }
         self.apply_apps(live, &apps, &config.limits, &mut outcome)
             .await?;
+        if let Some(names) = &self.acme_names {
+            let wanted = acme_names(&config, &apps);
+            if names
+                .send_if_modified(|current| std::mem::replace(current, wanted.clone()) != wanted)
+            {
+                outcome
+                    .applied
+                    .push("ACME: ordering a certificate for the new names".into());
+            }
+        }
         live.config = config;
         live.apps = apps;
         Ok(outcome)
@@ -287,6 +303,15 @@ pub fn app_route(app: &PreparedApp, limits: &LimitsConfig, urls: &PublicUrls) ->
     }
 }
 
+/// The names an ACME certificate covers: the portal and each app's host (ACME's HTTP and TLS
+/// challenges cannot prove a wildcard).
+pub fn acme_names(config: &Config, apps: &[PreparedApp]) -> Vec<String> {
+    let domain = &config.server.domain;
+    let mut names = vec![domain.clone()];
+    names.extend(apps.iter().map(|a| format!("{}.{domain}", a.spec.name)));
+    names
+}
+
 /// The names a development certificate must cover.
 pub fn certificate_names(config: &Config, apps: &[PreparedApp]) -> Vec<String> {
     let domain = &config.server.domain;
@@ -349,6 +374,21 @@ fn route_differs(
             != b.max_body_bytes.unwrap_or(new_limits.max_body_bytes)
 }
 
+fn tls_source_kind(config: &Config) -> Option<std::mem::Discriminant<TlsSource>> {
+    config
+        .tls
+        .as_ref()
+        .map(|t| std::mem::discriminant(&t.source))
+}
+
+/// `[tls.acme]`, when certificates come from ACME.
+pub fn acme_of(config: &Config) -> Option<&portico_core::AcmeConfig> {
+    match &config.tls.as_ref()?.source {
+        TlsSource::Acme(acme) => Some(acme),
+        _ => None,
+    }
+}
+
 /// Settings that changed but are read only at start-up, named for the operator.
 fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     let mut changed = Vec::new();
@@ -374,6 +414,11 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
         ("[auth]", old.auth != new.auth),
         ("[smtp]", old.smtp != new.smtp),
         ("[tls] on or off", old.tls.is_some() != new.tls.is_some()),
+        (
+            "[tls] certificate source (ACME, files or self-signed)",
+            tls_source_kind(old) != tls_source_kind(new),
+        ),
+        ("[tls.acme]", acme_of(old) != acme_of(new)),
         (
             "limits.header_read_timeout_secs",
             old.limits.header_read_timeout != new.limits.header_read_timeout,

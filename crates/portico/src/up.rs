@@ -8,7 +8,8 @@ use crate::output::{init_logging, LogFormat};
 use crate::reload::{self, Reloader};
 use portico_build::EnvBuilder;
 use portico_console::ConsoleState;
-use portico_core::{PublicUrls, RouteTable};
+use portico_core::{AcmeChallenge, PublicUrls, RouteTable};
+use portico_edge::acme::Challenges;
 use portico_edge::{Edge, EdgeOptions, ListenerKind, ListenerSettings, UpstreamTimeouts};
 use portico_fleet::{process::recover_orphans, Fleet, ProcessRuntime};
 use portico_identity::sso::ldap::LdapProvider;
@@ -126,7 +127,16 @@ async fn serve(validated: Validated) -> Result<(), String> {
         }
         None => None,
     };
-    let tls = certificates.clone().map(portico_edge::tls::server_config);
+    let acme = reload::acme_of(&config);
+    let challenges = acme.map(|_| Arc::new(Challenges::default()));
+    let challenge_kind = acme.map(|a| a.challenge);
+    let tls = certificates.clone().map(|certificates| {
+        // TLS-ALPN-01 answers are certificates, so the resolver needs them.
+        let alpn = challenges
+            .clone()
+            .filter(|_| challenge_kind == Some(AcmeChallenge::TlsAlpn01));
+        portico_edge::tls::server_config(certificates, alpn)
+    });
     let routes = Arc::new(arc_swap::ArcSwap::from_pointee(RouteTable::new(
         apps.iter()
             .map(|a| reload::app_route(a, &config.limits, &urls))
@@ -238,6 +248,9 @@ async fn serve(validated: Validated) -> Result<(), String> {
         audit: Arc::new(portico_identity::AuditSink::start(store.clone())),
         contact: config.auth.contact.clone(),
         guards: reload::guard_config(&config),
+        acme_challenges: challenges
+            .clone()
+            .filter(|_| challenge_kind == Some(AcmeChallenge::Http01)),
     };
     let edge = Arc::new(Edge::new(routes.clone(), portal, options, Some(metrics)));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -248,6 +261,21 @@ async fn serve(validated: Validated) -> Result<(), String> {
     };
     let server = server.clone();
     let watch_config = server.watch_config;
+    // The ACME manager starts after the listeners (the CA's checks need them) and learns of
+    // new app hosts from reloads.
+    let mut acme_manager = None;
+    let mut acme_names = None;
+    if let (Some(acme), Some(certificates), Some(challenges)) = (acme, &certificates, challenges) {
+        let (names_tx, names) = watch::channel(reload::acme_names(&config, &apps));
+        acme_names = Some(names_tx);
+        acme_manager = Some(portico_edge::acme::Manager {
+            config: acme.clone(),
+            data_dir: data_dir.clone(),
+            certificates: certificates.clone(),
+            challenges,
+            names,
+        });
+    }
     let reloader = Arc::new(Reloader::new(reload::Parts {
         config,
         apps,
@@ -258,6 +286,7 @@ async fn serve(validated: Validated) -> Result<(), String> {
         store: store.clone(),
         urls: urls.clone(),
         data_dir: data_dir.clone(),
+        acme_names,
     }));
     let mut background = vec![tokio::spawn(reload_on_sighup(reloader.clone()))];
     match control::bind(&data_dir) {
@@ -295,6 +324,10 @@ async fn serve(validated: Validated) -> Result<(), String> {
             None,
             stop_rx.clone(),
         )));
+    }
+
+    if let Some(manager) = acme_manager {
+        background.push(tokio::spawn(manager.run()));
     }
 
     println!("Portico is up. Portal: {}", urls.portal());

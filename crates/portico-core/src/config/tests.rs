@@ -274,7 +274,9 @@ fn tls_needs_exactly_one_certificate_source_and_the_redirect_listener_needs_tls(
         "[tls]\nself_signed = true\ncertificates = [{ cert = \"c.pem\", key = \"k.pem\" }]\n",
     );
     assert!(
-        message.contains("tls.self_signed = true and tls.certificates are both set"),
+        message.contains(
+            "tls: sets more than one of self_signed, certificates and [tls.acme]; keep one"
+        ),
         "{message}"
     );
     let message = errors("[tls]\ncertificates = [{ cert = \"c.pem\", key = \"k.pem\" }]\n");
@@ -290,6 +292,46 @@ fn tls_needs_exactly_one_certificate_source_and_the_redirect_listener_needs_tls(
     let tls = config.tls.unwrap();
     assert_eq!(tls.source, TlsSource::SelfSigned);
     assert_eq!(tls.hsts_header(), None, "0 turns HSTS off");
+}
+
+#[test]
+fn acme_defaults_to_lets_encrypt_and_its_challenge_must_be_answerable() {
+    let (_dir, path) = workspace();
+    let config = Config::parse(&path, "[tls.acme]\ncontact = \"ops@example.com\"\n").unwrap();
+    let TlsSource::Acme(acme) = config.tls.unwrap().source else {
+        panic!("ACME expected")
+    };
+    assert_eq!(acme.directory, crate::config::LETS_ENCRYPT);
+    assert_eq!(
+        acme.challenge,
+        crate::config::AcmeChallenge::TlsAlpn01,
+        "without a port-80 listener only TLS-ALPN-01 can be answered"
+    );
+    let config = Config::parse(
+        &path,
+        "[server]\nredirect_listen = \"127.0.0.1:8081\"\n[tls.acme]\n",
+    )
+    .unwrap();
+    let TlsSource::Acme(acme) = config.tls.unwrap().source else {
+        panic!("ACME expected")
+    };
+    assert_eq!(acme.challenge, crate::config::AcmeChallenge::Http01);
+
+    let message = errors("[tls.acme]\nchallenge = \"http-01\"\ndirectory = \"http://ca\"\ncontact = \"ops\"\nca_bundle = \"nope.pem\"\n");
+    for expected in [
+        "tls.acme.challenge = \"http-01\" is answered on port 80, which needs server.redirect_listen",
+        "tls.acme.directory = \"http://ca\" is not an https:// URL",
+        "tls.acme.contact = \"ops\" is not an e-mail address",
+        "nope.pem\" is not a readable file",
+    ] {
+        assert!(message.contains(expected), "{expected} in {message}");
+    }
+    let message = errors("[tls]\nself_signed = true\n[tls.acme]\nchallenge = \"dns-01\"\n");
+    assert!(message.contains("keep one"), "{message}");
+    assert!(
+        message.contains("tls.acme.challenge = \"dns-01\" is not a challenge Portico answers"),
+        "{message}"
+    );
 }
 
 #[test]

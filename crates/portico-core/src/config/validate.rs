@@ -23,7 +23,10 @@ pub fn validate(raw: raw::ConfigFile, base: &Path) -> Result<Config, Vec<Problem
     let fleet = fleet(raw.fleet, &mut problems);
     let auth = auth(raw.auth, base, &mut problems);
     let smtp = raw.smtp.map(|raw| smtp(raw, &mut problems));
-    let tls = raw.tls.map(|raw| super::tls::tls(raw, base, &mut problems));
+    let redirect_listen = server.redirect_listen.is_some();
+    let tls = raw
+        .tls
+        .map(|raw| super::tls::tls(raw, base, redirect_listen, &mut problems));
     let firewall = firewall(raw.firewall, &mut problems);
     let limits = super::limits::limits(raw.limits, &mut problems);
     if tls.is_none() && server.redirect_listen.is_some() {
