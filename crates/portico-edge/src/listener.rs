@@ -91,6 +91,9 @@ pub async fn serve(
         .keep_alive_timeout(H2_PING_TIMEOUT)
         .max_header_list_size(settings.max_header_bytes as u32);
     let graceful = GracefulShutdown::new();
+    // Every connection's task, so that those still running at the drain deadline can be
+    // ended; finished ones are reaped as connections arrive.
+    let mut connections = tokio::task::JoinSet::new();
 
     loop {
         let (stream, peer) = tokio::select! {
@@ -105,6 +108,7 @@ pub async fn serve(
             },
             () = stopped(&mut stop) => break,
         };
+        while connections.try_join_next().is_some() {}
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             // Closed at once: cheaper for everyone than queueing it unanswered.
             edge.refuse_connection(peer);
@@ -120,7 +124,7 @@ pub async fn serve(
         let Some(acceptor) = acceptor.clone() else {
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             let connection = graceful.watch(connection.into_owned());
-            tokio::spawn(async move {
+            connections.spawn(async move {
                 if let Err(e) = connection.await {
                     tracing::debug!(%peer, "connection ended: {e}");
                 }
@@ -131,7 +135,7 @@ pub async fn serve(
         let builder = builder.clone();
         // Registered before the handshake so a stop waits for it too.
         let watcher = graceful.watcher();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let stream =
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                     Ok(Ok(stream)) => stream,
@@ -162,8 +166,10 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!(
-            "some requests were still running after {}s (server.shutdown_timeout_secs) and were cut off",
+            "{} connection(s) still had requests running after {}s (server.shutdown_timeout_secs); they were cut off",
+            connections.len(),
             deadline.as_secs()
         );
+        connections.shutdown().await;
     }
 }

@@ -357,10 +357,12 @@ async fn serve(validated: Validated) -> Result<(), String> {
         task.abort();
     }
     let _ = std::fs::remove_file(control::socket_path(&data_dir));
-    reloader.shutdown().await;
+    // Requests in flight finish (up to server.shutdown_timeout_secs) before the replicas
+    // answering them are stopped.
     for server in servers {
         let _ = server.await;
     }
+    reloader.shutdown().await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())
