@@ -165,7 +165,7 @@ impl Reloader {
             self.edge.reconfigure(new_guards);
         }
         self.apply_apps(live, &apps, &config.limits, &mut outcome)
-            .await?;
+            .await;
         if let Some(names) = &self.acme_names {
             let wanted = acme_names(&config, &apps);
             if names
@@ -187,7 +187,7 @@ impl Reloader {
         apps: &[PreparedApp],
         limits: &LimitsConfig,
         outcome: &mut Outcome,
-    ) -> Result<(), String> {
+    ) {
         let old: HashMap<&str, &PreparedApp> = live
             .apps
             .iter()
@@ -244,10 +244,11 @@ impl Reloader {
                 )
             })
             .collect();
-        self.store
-            .change_apps(&started, &retitled, &removed)
-            .await
-            .map_err(|e| format!("cannot record the apps in the database: {e}"))?;
+        // The database only informs `portico apps`; a failed write must not leave the
+        // reload half done (apps already stopped above), so it is reported and passed over.
+        if let Err(e) = self.store.change_apps(&started, &retitled, &removed).await {
+            tracing::warn!("reload: cannot record the changed apps in the database: {e}");
+        }
 
         // Apps that keep running keep their status and ready replicas; the rest start over.
         let fresh: Vec<&str> = to_start.iter().map(|a| a.spec.name.as_str()).collect();
@@ -272,7 +273,6 @@ impl Reloader {
         for app in to_start {
             live.fleet.supervise(app.clone());
         }
-        Ok(())
     }
 
     /// Stops every app; later reloads change nothing.
@@ -449,4 +449,73 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
         }
     }
     changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A config read as if it sat in `examples/`, so `source = "flask"` is the demo app.
+    fn config(text: &str) -> Config {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/t.toml");
+        Config::parse(&path, text).unwrap()
+    }
+
+    fn app(extra: &str) -> PreparedApp {
+        let config = config(&format!(
+            "[[apps]]\nname = \"sales\"\nsource = \"flask\"\n{extra}\n"
+        ));
+        let spec = config.apps[0].clone();
+        let detected = portico_build::detect(&spec).unwrap();
+        PreparedApp { spec, detected }
+    }
+
+    #[test]
+    fn route_rules_change_in_place_and_anything_else_restarts_the_app() {
+        let base = app("");
+        let limits = LimitsConfig::default();
+        for rules in [
+            "access = \"public\"",
+            "title = \"Sales 2026\"",
+            "firewall = { deny = [\"10.0.0.0/8\"] }",
+            "max_body_bytes = 1024",
+            "frame_ancestors = [\"https://intranet.example.com\"]",
+        ] {
+            let changed = app(rules);
+            assert!(!runs_differently(&base, &changed), "{rules}");
+            assert!(route_differs(&base, &changed, &limits, &limits), "{rules}");
+        }
+        for program in ["env = { MODE = \"live\" }", "health_path = \"/ready\""] {
+            assert!(runs_differently(&base, &app(program)), "{program}");
+        }
+        assert!(!route_differs(&base, &app(""), &limits, &limits));
+        let smaller = LimitsConfig {
+            max_body_bytes: 10,
+            ..LimitsConfig::default()
+        };
+        assert!(
+            route_differs(&base, &app(""), &limits, &smaller),
+            "the global body limit reaches apps without their own"
+        );
+    }
+
+    #[test]
+    fn settings_read_at_start_up_are_named_and_the_rest_are_not() {
+        let old = config("[server]\nlisten = \"127.0.0.1:8080\"\n");
+        let new = config(
+            "[server]\nlisten = \"127.0.0.1:9090\"\n[firewall]\ndeny = [\"10.0.0.0/8\"]\n[limits]\nmax_connections = 10\n",
+        );
+        let named = needs_restart(&old, &new);
+        assert_eq!(named.len(), 2, "{named:?}");
+        assert!(named[0].starts_with("server.listen changed"), "{named:?}");
+        assert!(
+            named[1].starts_with("limits.max_connections changed"),
+            "{named:?}"
+        );
+        assert!(needs_restart(&old, &old).is_empty());
+        assert_eq!(
+            guard_changes(&guard_config(&old), &guard_config(&new)),
+            vec!["firewall rules replaced", "limits replaced"]
+        );
+    }
 }
