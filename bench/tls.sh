@@ -55,8 +55,8 @@ http {
   access_log off;
   upstream backend { server 127.0.0.1:$backend_port; keepalive 64; }
   server {
-    listen 127.0.0.1:$nginx_port ssl;
-    http2 on;
+    # \`http2 on;\` from nginx 1.25; Debian's 1.22 takes it on the listen line.
+    listen 127.0.0.1:$nginx_port ssl http2;
     ssl_certificate $work/cert.pem;
     ssl_certificate_key $work/key.pem;
     ssl_protocols TLSv1.2 TLSv1.3;
