@@ -5,8 +5,8 @@
 //! from a CA whose certificate Portico is told to trust (`ca_bundle`).
 
 use crate::{free_port, wait_for_port};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Command};
 use std::time::Duration;
 
 pub struct AcmeCa {
@@ -21,15 +21,15 @@ impl AcmeCa {
     /// Starts Pebble; certificates it issues are valid for `validity_secs`.
     pub async fn start(http_port: u16, tls_port: u16, validity_secs: u64) -> AcmeCa {
         let dir = tempfile::tempdir().unwrap();
-        make_https_certificate(dir.path());
+        crate::pki::make_server_certificate(dir.path(), "DNS:localhost,IP:127.0.0.1");
         let (port, management_port, dns_port, dns_management) =
             (free_port(), free_port(), free_port(), free_port());
         let config = serde_json::json!({
             "pebble": {
                 "listenAddress": format!("127.0.0.1:{port}"),
                 "managementListenAddress": format!("127.0.0.1:{management_port}"),
-                "certificate": dir.path().join("pebble.pem"),
-                "privateKey": dir.path().join("pebble.key"),
+                "certificate": dir.path().join("cert.pem"),
+                "privateKey": dir.path().join("key.pem"),
                 "httpPort": http_port,
                 "tlsPort": tls_port,
                 "ocspResponderURL": "",
@@ -122,81 +122,5 @@ impl Drop for AcmeCa {
             let _ = child.kill();
             let _ = child.wait();
         }
-    }
-}
-
-/// A CA, and a certificate for 127.0.0.1 and localhost signed by it, for Pebble's HTTPS.
-fn make_https_certificate(dir: &Path) {
-    let steps: [&[&str]; 3] = [
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=Portico test ACME CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign",
-        ],
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            "pebble.key",
-            "-out",
-            "pebble.csr",
-        ],
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "pebble.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-out",
-            "pebble.pem",
-            "-extfile",
-            "san.ext",
-        ],
-    ];
-    std::fs::write(
-        dir.join("san.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    for args in steps {
-        let output = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .output()
-            .expect("openssl");
-        assert!(
-            output.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
     }
 }

@@ -64,7 +64,7 @@ impl Directory {
             let cert = dir.path().join("cert.pem");
             let key = dir.path().join("key.pem");
             let ca = dir.path().join("ca.pem");
-            make_certificates(dir.path());
+            crate::pki::make_server_certificate(dir.path(), "IP:127.0.0.1");
             // Global TLS settings belong before the database section.
             config = config.replacen(
                 "database mdb",
@@ -197,68 +197,4 @@ impl Drop for Directory {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A test CA (`ca.pem`) and a server certificate for 127.0.0.1 it signed (`cert.pem`,
-/// `key.pem`), in `dir`.
-fn make_certificates(dir: &std::path::Path) {
-    let run = |args: &[&str]| {
-        let done = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .stderr(Stdio::null())
-            .stdout(Stdio::null())
-            .status()
-            .expect("openssl");
-        assert!(done.success(), "openssl {args:?} failed");
-    };
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=Portico test CA",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        "key.pem",
-        "-out",
-        "server.csr",
-    ]);
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        "server.ext",
-        "-out",
-        "cert.pem",
-    ]);
 }

@@ -8,6 +8,7 @@ mod authenticator;
 mod browser;
 pub mod directory;
 pub mod oidc_idp;
+mod pki;
 mod portico;
 mod python;
 pub mod saml_idp;

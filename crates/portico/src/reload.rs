@@ -11,8 +11,8 @@
 
 use crate::check::{self, Validated};
 use portico_core::{
-    AppRoute, AppStatus, Config, LimitsConfig, MountStyle, PublicUrls, RouteTable, SharedRoutes,
-    TlsSource,
+    AppRoute, AppStatus, Config, Framework, LimitsConfig, MountStyle, PublicUrls, RouteTable,
+    SharedRoutes, TlsSource,
 };
 use portico_edge::tls::Certificates;
 use portico_edge::{Edge, GuardConfig};
@@ -233,17 +233,7 @@ impl Reloader {
         to_stop.extend(&removed);
 
         live.fleet.release(&to_stop).await;
-        let started: Vec<_> = to_start
-            .iter()
-            .map(|a| {
-                (
-                    a.spec.name.as_str(),
-                    a.spec.title.as_str(),
-                    Some(a.detected.framework),
-                    a.spec.source.as_path(),
-                )
-            })
-            .collect();
+        let started: Vec<_> = to_start.iter().map(|a| store_row(a)).collect();
         // The database only informs `portico apps`; a failed write must not leave the
         // reload half done (apps already stopped above), so it is reported and passed over.
         if let Err(e) = self.store.change_apps(&started, &retitled, &removed).await {
@@ -281,6 +271,16 @@ impl Reloader {
             live.fleet.shutdown().await;
         }
     }
+}
+
+/// How the database registers an app: name, title, framework, folder.
+pub fn store_row(app: &PreparedApp) -> (&str, &str, Option<Framework>, &std::path::Path) {
+    (
+        app.spec.name.as_str(),
+        app.spec.title.as_str(),
+        Some(app.detected.framework),
+        app.spec.source.as_path(),
+    )
 }
 
 /// An app's route as its config defines it, before any replica is ready.

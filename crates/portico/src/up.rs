@@ -93,17 +93,7 @@ async fn serve(validated: Validated) -> Result<(), String> {
         .close_stale_replicas()
         .await
         .map_err(|e| e.to_string())?;
-    let registered: Vec<_> = apps
-        .iter()
-        .map(|a| {
-            (
-                a.spec.name.as_str(),
-                a.spec.title.as_str(),
-                Some(a.detected.framework),
-                a.spec.source.as_path(),
-            )
-        })
-        .collect();
+    let registered: Vec<_> = apps.iter().map(reload::store_row).collect();
     store
         .register_apps(&registered)
         .await

@@ -80,45 +80,63 @@ pub(super) fn limits(raw: RawLimits, problems: &mut Vec<Problem>) -> LimitsConfi
             format!("= {max_url_bytes} is too small for dashboards' URLs; write at least 1024, e.g. 8192"),
         ));
     }
-    let header_timeout = raw
-        .header_read_timeout_secs
-        .unwrap_or(default.header_read_timeout.as_secs());
-    if !(1..=300).contains(&header_timeout) {
-        problems.push(Problem::new(
-            "limits.header_read_timeout_secs",
-            format!("= {header_timeout} is out of range; write 1 to 300, e.g. 30"),
-        ));
-    }
-    let upstream_connect = raw
-        .upstream_connect_timeout_secs
-        .unwrap_or(default.upstream_connect_timeout.as_secs());
-    if !(1..=60).contains(&upstream_connect) {
-        problems.push(Problem::new(
-            "limits.upstream_connect_timeout_secs",
-            format!("= {upstream_connect} is out of range; write 1 to 60, e.g. 5"),
-        ));
-    }
-    let upstream_response = raw
-        .upstream_response_timeout_secs
-        .unwrap_or(default.upstream_response_timeout.as_secs());
-    if !(1..=86_400).contains(&upstream_response) {
-        problems.push(Problem::new(
-            "limits.upstream_response_timeout_secs",
-            format!("= {upstream_response} is out of range; write 1 to 86400, e.g. 300"),
-        ));
-    }
+    let header_timeout = seconds(
+        "limits.header_read_timeout_secs",
+        raw.header_read_timeout_secs,
+        default.header_read_timeout,
+        1..=300,
+        problems,
+    );
+    let upstream_connect = seconds(
+        "limits.upstream_connect_timeout_secs",
+        raw.upstream_connect_timeout_secs,
+        default.upstream_connect_timeout,
+        1..=60,
+        problems,
+    );
+    let upstream_response = seconds(
+        "limits.upstream_response_timeout_secs",
+        raw.upstream_response_timeout_secs,
+        default.upstream_response_timeout,
+        1..=86_400,
+        problems,
+    );
     LimitsConfig {
         requests_per_second,
         burst: burst.max(1),
         sign_in_per_minute: raw.sign_in_per_minute.unwrap_or(default.sign_in_per_minute),
         max_body_bytes: raw.max_body_bytes.unwrap_or(default.max_body_bytes),
         max_url_bytes,
-        header_read_timeout: Duration::from_secs(header_timeout.clamp(1, 300)),
+        header_read_timeout: header_timeout,
         max_connections: raw
             .max_connections
             .unwrap_or(default.max_connections)
             .max(1),
-        upstream_connect_timeout: Duration::from_secs(upstream_connect.clamp(1, 60)),
-        upstream_response_timeout: Duration::from_secs(upstream_response.clamp(1, 86_400)),
+        upstream_connect_timeout: upstream_connect,
+        upstream_response_timeout: upstream_response,
     }
+}
+
+/// A duration key in whole seconds: its value (or the default), with a problem naming the
+/// range and the default when it is outside the range (then the nearest end is used).
+fn seconds(
+    key: &str,
+    value: Option<u64>,
+    default: Duration,
+    range: std::ops::RangeInclusive<u64>,
+    problems: &mut Vec<Problem>,
+) -> Duration {
+    let secs = value.unwrap_or(default.as_secs());
+    if !range.contains(&secs) {
+        problems.push(Problem::new(
+            key,
+            format!(
+                "= {secs} is out of range; write {} to {}, e.g. {}",
+                range.start(),
+                range.end(),
+                default.as_secs()
+            ),
+        ));
+    }
+    Duration::from_secs(secs.clamp(*range.start(), *range.end()))
 }
