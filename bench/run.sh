@@ -6,16 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { echo "bench: needs wrk (apt-get install wrk)" >&2; exit 1; }
-duration="${DURATION:-15s}"; connections="${CONNECTIONS:-32}"; threads="${THREADS:-1}"
-
-cargo build --release --quiet -p portico -p portico-bench
-bin="$PWD/target/release"
-work="$(mktemp -d)"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source bench/common.sh
 direct_port="$(free_port)"; portico_port="$(free_port)"
 
 "$bin/bench-backend" "$direct_port" & pids+=($!)

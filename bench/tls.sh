@@ -9,16 +9,7 @@ cd "$(dirname "$0")/.."
 for tool in wrk nginx openssl; do
   command -v "$tool" >/dev/null || { echo "bench: needs $tool (apt-get install wrk nginx-light openssl)" >&2; exit 1; }
 done
-duration="${DURATION:-15s}"; connections="${CONNECTIONS:-32}"; threads="${THREADS:-1}"
-
-cargo build --release --quiet -p portico -p portico-bench
-bin="$PWD/target/release"
-work="$(mktemp -d)"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source bench/common.sh
 backend_port="$(free_port)"; portico_port="$(free_port)"; nginx_port="$(free_port)"
 
 # One certificate for both: localhost and *.localhost, ECDSA P-256 (what ACME CAs issue by
