@@ -202,6 +202,7 @@ mod tests {
             firewall: Default::default(),
             max_body_bytes: None,
             frame_ancestors: vec![],
+            replicas: 1,
         }
     }
 

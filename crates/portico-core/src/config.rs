@@ -180,6 +180,8 @@ pub struct AppSpec {
     pub max_body_bytes: Option<u64>,
     /// Origins besides Portico's own that may frame the app; `["*"]`: any.
     pub frame_ancestors: Vec<String>,
+    /// `[apps.scale] min`: replicas kept running (each restarted on its own when it dies).
+    pub replicas: u32,
 }
 
 /// One thing wrong with a config: the key, and what is wrong with it including the fix.

@@ -6,6 +6,7 @@ use crate::model::{AppStatus, Framework, MountStyle};
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// One app as the edge and the portal see it.
@@ -17,8 +18,8 @@ pub struct AppRoute {
     pub framework: Option<Framework>,
     pub status: AppStatus,
     pub mount: MountStyle,
-    /// Addresses of ready replicas; empty while none is ready.
-    pub endpoints: Arc<[SocketAddr]>,
+    /// Ready replicas; empty while none is ready.
+    pub endpoints: Arc<[Endpoint]>,
     /// Who may open it.
     pub access: Arc<crate::access::Access>,
     /// Which addresses may reach it.
@@ -28,6 +29,77 @@ pub struct AppRoute {
     /// `Content-Security-Policy: frame-ancestors …` added to its responses (who may frame
     /// it), shared so that adding it copies nothing; `None`: anyone may.
     pub frame_policy: Option<bytes::Bytes>,
+}
+
+/// A ready replica as the edge sees it. Its load is shared by every snapshot of the table,
+/// so counting it never writes the table.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub replica: Arc<str>,
+    pub addr: SocketAddr,
+    pub load: Arc<ReplicaLoad>,
+}
+
+impl Endpoint {
+    pub fn new(replica: &str, addr: SocketAddr) -> Endpoint {
+        Endpoint {
+            replica: replica.into(),
+            addr,
+            load: Arc::default(),
+        }
+    }
+}
+
+/// What a replica is doing right now, counted by the edge: the balancer sends new sessions
+/// to the least loaded replica, and the autoscaler reads the sessions.
+#[derive(Debug, Default)]
+pub struct ReplicaLoad {
+    /// Requests being forwarded (until their response headers arrive).
+    pub in_flight: AtomicUsize,
+    /// Open WebSockets.
+    pub websockets: AtomicUsize,
+}
+
+impl ReplicaLoad {
+    pub fn total(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed) + self.websockets.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts one unit of load while alive (a request in flight, an open WebSocket).
+#[derive(Debug)]
+pub struct LoadGuard {
+    load: Arc<ReplicaLoad>,
+    websocket: bool,
+}
+
+impl LoadGuard {
+    pub fn request(load: &Arc<ReplicaLoad>) -> LoadGuard {
+        load.in_flight.fetch_add(1, Ordering::Relaxed);
+        LoadGuard {
+            load: load.clone(),
+            websocket: false,
+        }
+    }
+
+    pub fn websocket(load: &Arc<ReplicaLoad>) -> LoadGuard {
+        load.websockets.fetch_add(1, Ordering::Relaxed);
+        LoadGuard {
+            load: load.clone(),
+            websocket: true,
+        }
+    }
+}
+
+impl Drop for LoadGuard {
+    fn drop(&mut self) {
+        let counter = if self.websocket {
+            &self.load.websockets
+        } else {
+            &self.load.in_flight
+        };
+        counter.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// An immutable snapshot of every app's route.

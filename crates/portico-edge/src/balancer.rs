@@ -1,8 +1,8 @@
-//! Choosing a ready replica for a request. With one replica per app this is trivial; it is
-//! its own phase because replicas, stickiness and least-busy choice arrive here later.
+//! Choosing a ready replica for a request: the one the client is stuck to while it is
+//! ready, otherwise the least loaded (open WebSockets plus requests in flight), ties taken in
+//! turn so that idle replicas share new sessions evenly.
 
-use portico_core::AppRoute;
-use std::net::SocketAddr;
+use portico_core::{AppRoute, Endpoint};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 #[derive(Default)]
@@ -11,12 +11,75 @@ pub struct Balancer {
 }
 
 impl Balancer {
-    /// A ready endpoint of the app, round-robin; `None` when no replica is ready.
-    pub fn pick(&self, route: &AppRoute) -> Option<SocketAddr> {
-        match route.endpoints.len() {
-            0 => None,
-            1 => Some(route.endpoints[0]),
-            n => Some(route.endpoints[self.next.fetch_add(1, Ordering::Relaxed) % n]),
+    /// The endpoint for this request; `sticky` is the replica the client was sent to before.
+    /// `None` when no replica is ready.
+    pub fn pick<'a>(&self, route: &'a AppRoute, sticky: Option<&str>) -> Option<&'a Endpoint> {
+        let endpoints = &route.endpoints;
+        if let Some(id) = sticky {
+            if let Some(endpoint) = endpoints.iter().find(|e| &*e.replica == id) {
+                return Some(endpoint);
+            }
         }
+        match endpoints.len() {
+            0 => None,
+            1 => endpoints.first(),
+            n => {
+                let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+                (0..n)
+                    .map(|i| &endpoints[(start + i) % n])
+                    .min_by_key(|e| e.load.total())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portico_core::LoadGuard;
+    use std::sync::Arc;
+
+    fn route(replicas: &[&str]) -> AppRoute {
+        AppRoute {
+            name: "sales".into(),
+            title: "Sales".into(),
+            description: "".into(),
+            framework: None,
+            status: portico_core::AppStatus::Running,
+            mount: portico_core::MountStyle::Root,
+            endpoints: replicas
+                .iter()
+                .enumerate()
+                .map(|(i, id)| Endpoint::new(id, ([127, 0, 0, 1], 9000 + i as u16).into()))
+                .collect::<Vec<_>>()
+                .into(),
+            access: Arc::new(portico_core::Access::Public),
+            firewall: Default::default(),
+            max_body_bytes: u64::MAX,
+            frame_policy: None,
+        }
+    }
+
+    #[test]
+    fn sticky_clients_keep_their_replica_and_new_ones_go_to_the_least_loaded() {
+        let route = route(&["a", "b", "c"]);
+        let balancer = Balancer::default();
+        let busy_a = LoadGuard::websocket(&route.endpoints[0].load);
+        let busy_b = LoadGuard::websocket(&route.endpoints[1].load);
+        for _ in 0..5 {
+            assert_eq!(&*balancer.pick(&route, None).unwrap().replica, "c");
+        }
+        assert_eq!(&*balancer.pick(&route, Some("a")).unwrap().replica, "a");
+        assert_eq!(
+            &*balancer.pick(&route, Some("gone")).unwrap().replica,
+            "c",
+            "a replica that went away is replaced by the least loaded"
+        );
+        drop((busy_a, busy_b));
+        let chosen: std::collections::HashSet<_> = (0..6)
+            .map(|_| balancer.pick(&route, None).unwrap().replica.clone())
+            .collect();
+        assert_eq!(chosen.len(), 3, "idle replicas share new sessions");
+        assert!(balancer.pick(&self::route(&[]), None).is_none());
     }
 }

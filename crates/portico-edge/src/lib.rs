@@ -26,6 +26,7 @@ mod refusals;
 mod request_filter;
 mod router;
 mod signin;
+mod sticky;
 mod telemetry;
 pub mod tls;
 

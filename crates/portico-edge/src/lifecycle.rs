@@ -12,6 +12,7 @@ use crate::refusals::{Reason, Refusals};
 use crate::request_filter::{check_path, strip_client_headers, UnsafePath};
 use crate::router::{request_host, route, Internal, Mode, Target};
 use crate::signin;
+use crate::sticky::Sticky;
 use crate::telemetry::{Telemetry, PORTAL_LABEL};
 use arc_swap::ArcSwap;
 use http::{header, HeaderValue, Request, Response, StatusCode};
@@ -43,6 +44,8 @@ pub struct EdgeOptions {
     pub guards: GuardConfig,
     /// With ACME's HTTP-01: the answers the redirect listener serves.
     pub acme_challenges: Option<Arc<crate::acme::Challenges>>,
+    /// Signs the cookies that keep a client on its replica (derived from the secret key).
+    pub sticky_key: [u8; 32],
 }
 
 /// Where an ACME CA fetches HTTP-01 answers (RFC 8555, section 8.3).
@@ -72,6 +75,7 @@ pub struct Edge {
     ready: AtomicBool,
     guards: ArcSwap<Guards>,
     refusals: Refusals,
+    sticky: Sticky,
 }
 
 impl Edge {
@@ -82,6 +86,7 @@ impl Edge {
         metrics: Option<PrometheusHandle>,
     ) -> Edge {
         let guards = Guards::build(std::mem::take(&mut options.guards), None);
+        let sticky = Sticky::new(options.sticky_key, options.urls.scheme() == "https");
         Edge {
             routes,
             portal,
@@ -94,6 +99,7 @@ impl Edge {
             metrics,
             ready: AtomicBool::new(false),
             guards: ArcSwap::from_pointee(guards),
+            sticky,
             refusals: Refusals::default(),
         }
     }
@@ -357,9 +363,14 @@ impl Edge {
         }
 
         // Phase 5: balancer.
-        let Some(endpoint) = self.balancer.pick(&route) else {
+        let stuck_to = self.sticky.replica(req.headers(), &route.name);
+        let Some(endpoint) = self.balancer.pick(&route, stuck_to) else {
             return self.finish(&route.name, started, self.not_ready(&route));
         };
+        // A new client, or one whose replica went away, is stuck to the chosen one.
+        let stick = (stuck_to != Some(&*endpoint.replica))
+            .then(|| self.sticky.set_cookie(&route.name, &endpoint.replica))
+            .flatten();
 
         // Phase 6: proxy.
         let (identity_headers, assertion) = match &identity {
@@ -382,10 +393,15 @@ impl Edge {
             assertion: assertion.as_ref(),
         };
         let response = match self.upstream.forward(req, forward).await {
-            Ok(response) => response,
+            Ok(mut response) => {
+                if let Some(cookie) = stick {
+                    response.headers_mut().append(header::SET_COOKIE, cookie);
+                }
+                response
+            }
             Err(error) => {
                 self.telemetry.app(&route.name).upstream_errors.increment(1);
-                tracing::warn!(app = %route.name, %endpoint, "upstream error: {error}");
+                tracing::warn!(app = %route.name, endpoint = %endpoint.addr, replica = %endpoint.replica, "upstream error: {error}");
                 self.upstream_failed(&route, &error)
             }
         };

@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use portico_core::urls::{app_prefix, APPS_PATH};
-use portico_core::{AppRoute, MountStyle};
+use portico_core::{AppRoute, Endpoint, LoadGuard, MountStyle};
 use portico_identity::web::without_portico_cookies;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -46,7 +46,9 @@ pub struct Upstream {
 pub struct Forward<'a> {
     pub route: &'a AppRoute,
     pub mode: Mode,
-    pub endpoint: SocketAddr,
+    /// The replica chosen by the balancer; its load is counted while the request is in
+    /// flight, and for as long as a WebSocket stays open.
+    pub endpoint: &'a Endpoint,
     pub peer: SocketAddr,
     pub scheme: &'static str,
     /// For a signed-in user: the identity headers, and the signed `X-Portico-Assertion`.
@@ -71,6 +73,7 @@ impl Upstream {
         mut req: Request<Incoming>,
         f: Forward<'_>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
+        let _in_flight = LoadGuard::request(&f.endpoint.load);
         // Taken before the request is consumed: resolves once we answered 101 to the client.
         let client_upgrade = hyper::upgrade::on(&mut req);
         let (mut parts, body) = req.into_parts();
@@ -84,7 +87,7 @@ impl Upstream {
                 }
             }
         }
-        parts.uri = upstream_uri(f.route, f.mode, f.endpoint, &parts.uri)?;
+        parts.uri = upstream_uri(f.route, f.mode, f.endpoint.addr, &parts.uri)?;
         parts.version = Version::HTTP_11;
 
         let headers = &mut parts.headers;
@@ -130,7 +133,9 @@ impl Upstream {
 
         if response.status() == StatusCode::SWITCHING_PROTOCOLS && upgrade.is_some() {
             let upstream_upgrade = hyper::upgrade::on(&mut response);
+            let open = LoadGuard::websocket(&f.endpoint.load);
             tokio::spawn(async move {
+                let _open = open;
                 let (client, upstream) = match tokio::try_join!(client_upgrade, upstream_upgrade) {
                     Ok(pair) => pair,
                     Err(e) => {

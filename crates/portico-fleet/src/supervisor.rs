@@ -14,14 +14,16 @@ use crate::runtime::{Exit, Replica, ReplicaSpec, Runtime, StartError};
 use portico_build::{launch_spec, Detected, EnvBuilder, LaunchSpec, PythonEnv};
 use portico_core::config::FleetConfig;
 use portico_core::routes::update_app;
-use portico_core::{AppSpec, AppStatus, Framework, PublicUrls, ReplicaState, SharedRoutes};
+use portico_core::{
+    AppSpec, AppStatus, Endpoint, Framework, PublicUrls, ReplicaState, SharedRoutes,
+};
 use portico_store::{ReplicaRow, Store};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 /// A replica that stayed ready this long is considered healthy: its crash starts the
 /// backoff (and the count towards `max_restarts`) afresh.
@@ -105,7 +107,7 @@ impl Fleet {
         let (stop, stop_rx) = watch::channel(false);
         let supervisor = Supervisor {
             context: self.context.clone(),
-            app,
+            app: Arc::new(app),
             stop: stop_rx,
         };
         let task = tokio::spawn(supervisor.run());
@@ -140,9 +142,11 @@ async fn stop_all(supervisors: Vec<Supervised>) {
     }
 }
 
+/// Supervises one app; cloned once per replica it keeps running.
+#[derive(Clone)]
 struct Supervisor {
     context: Arc<Context>,
-    app: PreparedApp,
+    app: Arc<PreparedApp>,
     stop: watch::Receiver<bool>,
 }
 
@@ -161,7 +165,7 @@ impl Supervisor {
         &self.app.spec.name
     }
 
-    async fn run(mut self) {
+    async fn run(self) {
         let launch = match self.prepare().await {
             Ok(launch) => launch,
             Err(reason) => {
@@ -177,10 +181,28 @@ impl Supervisor {
             }
         };
 
+        // One loop per replica, each restarting its own replica when it dies.
+        let mut others = JoinSet::new();
+        for _ in 1..self.app.spec.replicas.max(1) {
+            others.spawn(self.clone().keep_replica(launch.0.clone(), release));
+        }
+        let last = self.clone();
+        self.keep_replica(launch.0, release).await;
+        while others.join_next().await.is_some() {}
+        if !matches!(last.route_status(), Some(AppStatus::Failed(_))) {
+            last.set_status(AppStatus::Stopped, None).await;
+        }
+    }
+
+    /// Keeps one replica running: starts it, restarts it with backoff when it dies, until
+    /// shutdown or too many crashes in a row.
+    async fn keep_replica(mut self, launch: LaunchSpec, release: i64) {
         let mut consecutive_crashes: u32 = 0;
         loop {
-            self.set_status(AppStatus::Starting, None).await;
-            match self.run_replica(&launch.0, release).await {
+            if self.ready_replicas() == 0 {
+                self.set_status(AppStatus::Starting, None).await;
+            }
+            match self.run_replica(&launch, release).await {
                 Ending::Shutdown => break,
                 Ending::Fatal(reason) => {
                     self.fail(&reason, "failed").await;
@@ -221,7 +243,6 @@ impl Supervisor {
                 }
             }
         }
-        self.set_status(AppStatus::Stopped, None).await;
     }
 
     /// Builds the environment and the launch spec. Errors are the user-facing reason.
@@ -372,14 +393,13 @@ impl Supervisor {
                 .set_replica_state(&id, ReplicaState::Ready, None)
                 .await,
         );
-        self.publish(AppStatus::Running, vec![replica.endpoint]);
+        self.add_endpoint(Endpoint::new(&id, replica.endpoint));
         logged(
             self.context
                 .store
                 .set_app_status(self.name(), &AppStatus::Running)
                 .await,
         );
-        gauge(self.name(), 1.0);
         self.event(Some(&id), "ready", &format!("replica {id} is ready"))
             .await;
 
@@ -388,7 +408,6 @@ impl Supervisor {
             _ = exited.wait_for(Option::is_some) => false,
             _ = self.stop.wait_for(|stop| *stop) => true,
         };
-        gauge(self.name(), 0.0);
         if shutting_down {
             return self.stop_replica(&replica).await;
         }
@@ -430,7 +449,7 @@ impl Supervisor {
     }
 
     async fn crashed(&self, replica: &Replica, reason: &str, was_healthy: bool) -> Ending {
-        self.publish(AppStatus::Starting, vec![]);
+        self.remove_endpoint(&replica.id);
         logged(
             self.context
                 .store
@@ -464,7 +483,7 @@ impl Supervisor {
     }
 
     async fn stop_replica(&self, replica: &Replica) -> Ending {
-        self.publish(AppStatus::Stopped, vec![]);
+        self.remove_endpoint(&replica.id);
         logged(
             self.context
                 .store
@@ -490,10 +509,16 @@ impl Supervisor {
         Ending::Shutdown
     }
 
+    /// Marks the app failed, unless other replicas of it are still serving (then the
+    /// failure is an event, and the app stays up on the others).
     async fn fail(&self, reason: &str, kind: &str) {
         tracing::error!(app = %self.name(), "{reason}");
-        self.set_status(AppStatus::Failed(reason.to_owned()), Some(kind))
-            .await;
+        if self.ready_replicas() == 0 {
+            self.set_status(AppStatus::Failed(reason.to_owned()), Some(kind))
+                .await;
+        } else {
+            self.event(None, kind, reason).await;
+        }
     }
 
     async fn set_status(&self, status: AppStatus, event_kind: Option<&str>) {
@@ -508,21 +533,56 @@ impl Supervisor {
         );
         update_app(&self.context.routes, self.name(), |route| {
             route.status = status.clone();
-            if status != AppStatus::Running {
-                route.endpoints = Arc::from(Vec::new());
-            }
         });
     }
 
-    fn publish(&self, status: AppStatus, endpoints: Vec<std::net::SocketAddr>) {
-        let endpoints: Arc<[std::net::SocketAddr]> = Arc::from(endpoints);
+    /// The app's status as the route table has it.
+    fn route_status(&self) -> Option<AppStatus> {
+        let table = self.context.routes.load();
+        table.get(self.name()).map(|route| route.status.clone())
+    }
+
+    fn ready_replicas(&self) -> usize {
+        let table = self.context.routes.load();
+        table
+            .get(self.name())
+            .map_or(0, |route| route.endpoints.len())
+    }
+
+    /// Puts a ready replica into the route: from now on the edge sends it traffic.
+    fn add_endpoint(&self, endpoint: Endpoint) {
         let mount = self.app_mount();
         update_app(&self.context.routes, self.name(), |route| {
-            route.status = status.clone();
-            route.endpoints = endpoints.clone();
+            let mut endpoints: Vec<Endpoint> = route
+                .endpoints
+                .iter()
+                .filter(|e| e.replica != endpoint.replica)
+                .cloned()
+                .collect();
+            endpoints.push(endpoint.clone());
+            route.endpoints = endpoints.into();
+            route.status = AppStatus::Running;
             route.mount = mount;
             route.framework = Some(self.app.detected.framework);
         });
+        gauge(self.name(), self.ready_replicas());
+    }
+
+    /// Takes a replica out of the route; the app is starting again when none is left.
+    fn remove_endpoint(&self, replica: &str) {
+        update_app(&self.context.routes, self.name(), |route| {
+            let endpoints: Vec<Endpoint> = route
+                .endpoints
+                .iter()
+                .filter(|e| &*e.replica != replica)
+                .cloned()
+                .collect();
+            if endpoints.is_empty() && route.status == AppStatus::Running {
+                route.status = AppStatus::Starting;
+            }
+            route.endpoints = endpoints.into();
+        });
+        gauge(self.name(), self.ready_replicas());
     }
 
     fn app_mount(&self) -> portico_core::MountStyle {
@@ -583,8 +643,9 @@ fn logged<T>(result: portico_store::Result<T>) {
     }
 }
 
-fn gauge(app: &str, ready: f64) {
-    metrics::gauge!("portico_replicas", "app" => app.to_owned(), "state" => "ready").set(ready);
+fn gauge(app: &str, ready: usize) {
+    metrics::gauge!("portico_replicas", "app" => app.to_owned(), "state" => "ready")
+        .set(ready as f64);
 }
 
 #[cfg(test)]

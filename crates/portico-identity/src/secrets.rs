@@ -41,6 +41,9 @@ pub enum SecretError {
 #[derive(Clone)]
 pub struct SecretBox {
     cipher: XChaCha20Poly1305,
+    /// SHA-256 of the key: the root of [`SecretBox::subkey`], so the key itself is kept only
+    /// inside the cipher.
+    root: [u8; 32],
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -56,9 +59,21 @@ fn parse_key(text: &str) -> Option<[u8; 32]> {
 
 impl SecretBox {
     pub fn from_key(key: [u8; 32]) -> SecretBox {
+        use sha2::Digest;
         SecretBox {
             cipher: XChaCha20Poly1305::new(&key.into()),
+            root: sha2::Sha256::digest(key).into(),
         }
+    }
+
+    /// A key for another purpose (e.g. signing routing cookies), derived from this one, so it
+    /// survives restarts and is rotated with it: SHA-256(root ‖ purpose).
+    pub fn subkey(&self, purpose: &str) -> [u8; 32] {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        hasher.update(self.root);
+        hasher.update(purpose.as_bytes());
+        hasher.finalize().into()
     }
 
     /// The key from `PORTICO_SECRET_KEY`, else from (or newly made in) `data_dir/secret.key`.

@@ -2,7 +2,7 @@
 //! running (it then shows the state last recorded, and says so).
 
 use crate::{check, config_path, instance_lock};
-use portico_core::Config;
+use portico_core::{Config, ReplicaState};
 use portico_store::Store;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -82,15 +82,30 @@ pub async fn open_store(explicit: Option<PathBuf>) -> Result<(PathBuf, Store), S
     }
 }
 
+/// Replicas listed per app at most (the newest), and how many are shown even when ended.
+const MAX_LISTED: i64 = 200;
+const RECENT: usize = 3;
+
 async fn overview(explicit: Option<PathBuf>) -> Result<Overview, String> {
     let (data_dir, store) = open_store(explicit).await?;
     let mut apps = Vec::new();
     for row in store.apps().await.map_err(|e| e.to_string())? {
+        // Every live replica, and the most recent ended ones (why the last one stopped),
+        // at least RECENT in all.
+        let mut shown = 0;
         let replicas = store
-            .replicas(&row.name, 3)
+            .replicas(&row.name, MAX_LISTED)
             .await
             .map_err(|e| e.to_string())?
             .into_iter()
+            .filter(|r| {
+                let live = matches!(
+                    r.state,
+                    ReplicaState::Starting | ReplicaState::Ready | ReplicaState::Stopping
+                );
+                shown += 1;
+                live || shown <= RECENT
+            })
             .map(|r| ReplicaView {
                 id: r.id,
                 state: r.state.as_str().to_owned(),

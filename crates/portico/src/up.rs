@@ -224,6 +224,7 @@ async fn serve(validated: Validated) -> Result<(), String> {
         sso_flows: Default::default(),
         secrets: secrets.clone(),
     }));
+    let sticky_key = secrets.subkey("sticky replica cookies");
     portico_identity::sso::refresh::spawn(store.clone(), secrets, oidc);
     let options = EdgeOptions {
         urls: urls.clone(),
@@ -241,6 +242,7 @@ async fn serve(validated: Validated) -> Result<(), String> {
         acme_challenges: challenges
             .clone()
             .filter(|_| challenge_kind == Some(AcmeChallenge::Http01)),
+        sticky_key,
     };
     let edge = Arc::new(Edge::new(routes.clone(), portal, options, Some(metrics)));
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -167,6 +167,14 @@ pub struct App {
     /// Other sites allowed to show this app in a frame (`"*"`: any).
     #[serde(default)]
     pub frame_ancestors: Vec<String>,
+    /// `[apps.scale]`: how many replicas.
+    pub scale: Option<Scale>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Scale {
+    pub min: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -477,9 +477,17 @@ fn apps(raw: Vec<raw::App>, base: &Path, problems: &mut Vec<Problem>) -> Vec<App
             allow: nets(&key("firewall.allow"), &lists.allow, problems),
             deny: nets(&key("firewall.deny"), &lists.deny, problems),
         };
+        let replicas = app.scale.unwrap_or_default().min.unwrap_or(1);
+        if !(1..=MAX_REPLICAS).contains(&replicas) {
+            problems.push(Problem::new(
+                key("scale.min"),
+                format!("= {replicas} is out of range; write 1 to {MAX_REPLICAS}, e.g. 2"),
+            ));
+        }
         apps.push(AppSpec {
             access,
             firewall,
+            replicas: replicas.clamp(1, MAX_REPLICAS),
             max_body_bytes: app.max_body_bytes,
             frame_ancestors: frame_ancestors(
                 &key("frame_ancestors"),
@@ -502,6 +510,9 @@ fn apps(raw: Vec<raw::App>, base: &Path, problems: &mut Vec<Problem>) -> Vec<App
 
 /// Origins (`https://intranet.example.com`) or `*`; anything that could break out of the
 /// header (spaces, `;`, quotes) is refused.
+/// Replicas one app may run.
+const MAX_REPLICAS: u32 = 64;
+
 fn frame_ancestors(key: &str, origins: Vec<String>, problems: &mut Vec<Problem>) -> Vec<String> {
     for (i, origin) in origins.iter().enumerate() {
         let scheme_ok = origin.starts_with("https://") || origin.starts_with("http://");
