@@ -153,6 +153,10 @@ pub struct FleetConfig {
     pub stop_grace: Duration,
     /// Consecutive crashes after which an app is marked failed instead of restarted.
     pub max_restarts: u32,
+    /// How often a serving replica's health path is probed (liveness).
+    pub probe_interval: Duration,
+    /// Probes failed in a row after which a serving replica is replaced.
+    pub probe_failures: u32,
 }
 
 /// One dashboard, as declared in the config.

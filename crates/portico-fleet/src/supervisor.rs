@@ -1,7 +1,7 @@
 //! One supervisor task per app. Its life:
 //!
 //! ```text
-//! building ──env ok──▶ starting ──probe ok──▶ running ──exit──▶ starting (after backoff)
+//! building ──env ok──▶ starting ──probe ok──▶ running ──exit or hung──▶ starting (after backoff)
 //!    │                    │  ▲                                    │
 //!    └─install failed─▶ failed ◀── too many consecutive crashes ──┘
 //! ```
@@ -29,6 +29,8 @@ use tokio::task::{JoinHandle, JoinSet};
 /// backoff (and the count towards `max_restarts`) afresh.
 const HEALTHY_AFTER: Duration = Duration::from_secs(60);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long a liveness probe waits for an answer (at most the probe interval).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Lines of the app's output quoted when it is marked failed.
 const FAILURE_LOG_LINES: usize = 15;
 
@@ -403,21 +405,53 @@ impl Supervisor {
         self.event(Some(&id), "ready", &format!("replica {id} is ready"))
             .await;
 
-        let mut exited = replica.exited.clone();
-        let shutting_down = tokio::select! {
-            _ = exited.wait_for(Option::is_some) => false,
-            _ = self.stop.wait_for(|stop| *stop) => true,
+        let reason = match self.serve(&replica, &launch.health_path).await {
+            Served::Shutdown => return self.stop_replica(&replica).await,
+            Served::Exited(exit) => exit.description,
+            Served::Unhealthy(reason) => {
+                self.event(Some(&id), "unhealthy", &format!("replica {id} {reason}"))
+                    .await;
+                reason
+            }
         };
-        if shutting_down {
-            return self.stop_replica(&replica).await;
-        }
-        let description = exited
-            .borrow()
-            .as_ref()
-            .map(|e| e.description.clone())
-            .unwrap_or_default();
-        self.crashed(&replica, &description, ready_at.elapsed() >= HEALTHY_AFTER)
+        self.crashed(&replica, &reason, ready_at.elapsed() >= HEALTHY_AFTER)
             .await
+    }
+
+    /// While the replica serves: its liveness, probed every `probe_interval` on its health
+    /// path. A replica that misses `probe_failures` probes in a row is hung (or wedged in a
+    /// computation longer than an operator allows) and is replaced.
+    async fn serve(&mut self, replica: &Replica, path: &str) -> Served {
+        let fleet = &self.context.fleet;
+        let timeout = fleet.probe_interval.min(PROBE_TIMEOUT);
+        let mut exited = replica.exited.clone();
+        let mut failures = 0;
+        loop {
+            tokio::select! {
+                exit = exited.wait_for(Option::is_some) => {
+                    let exit = exit.ok().and_then(|e| e.clone());
+                    return Served::Exited(exit.unwrap_or(Exit { description: "exited".into() }));
+                }
+                _ = self.stop.wait_for(|stop| *stop) => return Served::Shutdown,
+                _ = tokio::time::sleep(fleet.probe_interval) => {}
+            }
+            if self
+                .context
+                .prober
+                .ready(replica.endpoint, path, timeout)
+                .await
+            {
+                failures = 0;
+                continue;
+            }
+            failures += 1;
+            if failures >= fleet.probe_failures {
+                return Served::Unhealthy(format!(
+                    "stopped answering on {path}: {failures} health checks in a row got no answer within {}s",
+                    timeout.as_secs()
+                ));
+            }
+        }
     }
 
     async fn wait_ready(&mut self, replica: &Replica, path: &str) -> Readiness {
@@ -620,6 +654,13 @@ impl Supervisor {
             _ = self.stop.wait_for(|stop| *stop) => true,
         }
     }
+}
+
+/// How a serving replica's service ended.
+enum Served {
+    Shutdown,
+    Exited(Exit),
+    Unhealthy(String),
 }
 
 enum Readiness {

@@ -78,6 +78,41 @@ async fn killing_a_replica_restarts_it_and_apps_shows_the_restart_and_its_reason
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_replica_that_stops_answering_is_replaced() {
+    let config = PorticoConfig {
+        fleet_extra: "probe_interval_secs = 1\nprobe_failures = 2".into(),
+        ..PorticoConfig::default()
+    }
+    .with_app(static_site());
+    let portico = Portico::start(BIN, config).await;
+    let url = portico.app_host_url("files");
+    assert_eq!(status_of(&portico, &url).await, 200);
+    let before = portico.apps_json();
+    let pid = app(&before, "files")["replicas"][0]["pid"]
+        .as_u64()
+        .unwrap() as u32;
+
+    // Frozen, not dead: the process exists and its port accepts connections, but nothing
+    // answers. Only the liveness probe can notice.
+    kill(Pid::from_raw(pid as i32), Signal::SIGSTOP).unwrap();
+    let after = eventually("a replacement replica", Duration::from_secs(60), || async {
+        let apps = portico.apps_json();
+        let files = app(&apps, "files").clone();
+        let replaced = files["replicas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["state"] == "ready" && r["pid"].as_u64() != Some(pid as u64));
+        replaced.then_some(files)
+    })
+    .await;
+    let reason = after["last_restart_reason"].as_str().unwrap();
+    assert!(reason.contains("stopped answering on /"), "{reason}");
+    assert!(!is_alive(pid), "the frozen process was killed");
+    assert_eq!(status_of(&portico, &url).await, 200, "the app serves again");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_app_that_keeps_crashing_is_marked_failed_with_its_last_output() {
     let crashing = AppConfig::new("crashy", fixtures_dir().join("echo"))
         .with("framework = \"command\"")

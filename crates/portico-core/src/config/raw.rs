@@ -120,6 +120,8 @@ pub struct Fleet {
     pub stop_grace_secs: u64,
     #[serde(default = "default_max_restarts")]
     pub max_restarts: u32,
+    pub probe_interval_secs: Option<u64>,
+    pub probe_failures: Option<u32>,
 }
 
 impl Default for Fleet {
@@ -128,6 +130,8 @@ impl Default for Fleet {
             start_timeout_secs: default_start_timeout(),
             stop_grace_secs: default_stop_grace(),
             max_restarts: default_max_restarts(),
+            probe_interval_secs: None,
+            probe_failures: None,
         }
     }
 }

@@ -150,7 +150,23 @@ fn fleet(raw: raw::Fleet, problems: &mut Vec<Problem>) -> FleetConfig {
             "= 0 gives a dashboard no time to start; write the seconds to wait, e.g. 120",
         ));
     }
+    let probe_interval = raw.probe_interval_secs.unwrap_or(10);
+    if !(1..=3600).contains(&probe_interval) {
+        problems.push(Problem::new(
+            "fleet.probe_interval_secs",
+            format!("= {probe_interval} is out of range; write 1 to 3600, e.g. 10"),
+        ));
+    }
+    let probe_failures = raw.probe_failures.unwrap_or(6);
+    if !(1..=100).contains(&probe_failures) {
+        problems.push(Problem::new(
+            "fleet.probe_failures",
+            format!("= {probe_failures} is out of range; write 1 to 100, e.g. 6"),
+        ));
+    }
     FleetConfig {
+        probe_interval: Duration::from_secs(probe_interval.clamp(1, 3600)),
+        probe_failures: probe_failures.clamp(1, 100),
         start_timeout: Duration::from_secs(raw.start_timeout_secs),
         stop_grace: Duration::from_secs(raw.stop_grace_secs),
         max_restarts: raw.max_restarts,
