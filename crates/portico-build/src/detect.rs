@@ -202,7 +202,13 @@ mod tests {
             firewall: Default::default(),
             max_body_bytes: None,
             frame_ancestors: vec![],
-            replicas: 1,
+            scale: portico_core::ScaleSpec {
+                min: 1,
+                max: 1,
+                sessions_per_replica: 20,
+                target_utilization: 0.8,
+                scale_down_delay: std::time::Duration::from_secs(300),
+            },
         }
     }
 

@@ -184,8 +184,32 @@ pub struct AppSpec {
     pub max_body_bytes: Option<u64>,
     /// Origins besides Portico's own that may frame the app; `["*"]`: any.
     pub frame_ancestors: Vec<String>,
-    /// `[apps.scale] min`: replicas kept running (each restarted on its own when it dies).
-    pub replicas: u32,
+    /// `[apps.scale]`: how many replicas, and when to add or remove one.
+    pub scale: ScaleSpec,
+}
+
+/// `[apps.scale]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScaleSpec {
+    /// Replicas always running (each restarted on its own when it dies).
+    pub min: u32,
+    /// Replicas at most; above `min`, the autoscaler decides.
+    pub max: u32,
+    /// Sessions (open WebSockets) one replica serves well.
+    pub sessions_per_replica: u32,
+    /// Scale out when sessions exceed this fraction of the replicas' capacity.
+    pub target_utilization: f64,
+    /// How long fewer replicas must suffice before an idle one is stopped.
+    pub scale_down_delay: Duration,
+}
+
+impl ScaleSpec {
+    /// Replicas needed for `sessions`, within [min, max].
+    pub fn replicas_for(&self, sessions: usize) -> u32 {
+        let capacity = f64::from(self.sessions_per_replica) * self.target_utilization;
+        let needed = (sessions as f64 / capacity).ceil() as u32;
+        needed.clamp(self.min, self.max)
+    }
 }
 
 /// One thing wrong with a config: the key, and what is wrong with it including the fix.

@@ -16,7 +16,7 @@ pub use access::{Access, Decision};
 pub use config::{
     AcmeChallenge, AcmeConfig, AppSpec, CertificateFiles, Config, ConfigError, LdapConfig,
     LdapGroups, LdapSecurity, LimitsConfig, MfaPolicy, OidcConfig, Problem, SamlBinding,
-    SamlConfig, SamlMetadata, SmtpConfig, SmtpSecurity, SsoCommon, TlsConfig, TlsSource,
+    SamlConfig, SamlMetadata, ScaleSpec, SmtpConfig, SmtpSecurity, SsoCommon, TlsConfig, TlsSource,
 };
 pub use firewall::{FirewallConfig, IpRules};
 pub use model::{AppStatus, ClientAddr, Framework, Identity, MountStyle, ReplicaState, User};

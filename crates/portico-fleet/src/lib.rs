@@ -9,6 +9,7 @@ pub mod logs;
 pub mod probe;
 pub mod process;
 pub mod runtime;
+pub mod scaler;
 pub mod supervisor;
 
 pub use process::ProcessRuntime;

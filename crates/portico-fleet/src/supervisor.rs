@@ -11,6 +11,7 @@
 
 use crate::probe::Prober;
 use crate::runtime::{Exit, Replica, ReplicaSpec, Runtime, StartError};
+use crate::scaler::{Decision, Scaler};
 use portico_build::{launch_spec, Detected, EnvBuilder, LaunchSpec, PythonEnv};
 use portico_core::config::FleetConfig;
 use portico_core::routes::update_app;
@@ -111,6 +112,7 @@ impl Fleet {
             context: self.context.clone(),
             app: Arc::new(app),
             stop: stop_rx,
+            slot_replica: Arc::default(),
         };
         let task = tokio::spawn(supervisor.run());
         self.supervisors.insert(name, Supervised { stop, task });
@@ -150,7 +152,19 @@ struct Supervisor {
     context: Arc<Context>,
     app: Arc<PreparedApp>,
     stop: watch::Receiver<bool>,
+    /// In a slot's copy: the id of the replica it runs now.
+    slot_replica: Arc<std::sync::Mutex<Option<String>>>,
 }
+
+/// One replica's restart loop, as the scaler holds it.
+struct Slot {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    replica: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+/// How often the autoscaler looks at the sessions.
+const SCALE_TICK: Duration = Duration::from_secs(1);
 
 /// How one replica's life ended.
 enum Ending {
@@ -183,17 +197,126 @@ impl Supervisor {
             }
         };
 
-        // One loop per replica, each restarting its own replica when it dies.
-        let mut others = JoinSet::new();
-        for _ in 1..self.app.spec.replicas.max(1) {
-            others.spawn(self.clone().keep_replica(launch.0.clone(), release));
+        self.scale(&launch.0, release).await;
+        if !matches!(self.route_status(), Some(AppStatus::Failed(_))) {
+            self.set_status(AppStatus::Stopped, None).await;
         }
-        let last = self.clone();
-        self.keep_replica(launch.0, release).await;
-        while others.join_next().await.is_some() {}
-        if !matches!(last.route_status(), Some(AppStatus::Failed(_))) {
-            last.set_status(AppStatus::Stopped, None).await;
+    }
+
+    /// Keeps `min` replicas, each in its own restart loop (a slot), and between `min` and
+    /// `max` adds and removes slots as the autoscaler decides, until shutdown.
+    async fn scale(&self, launch: &LaunchSpec, release: i64) {
+        let spec = self.app.spec.scale.clone();
+        let mut slots: Vec<Slot> = (0..spec.min)
+            .map(|_| self.spawn_slot(launch, release))
+            .collect();
+        let mut retired = JoinSet::new();
+        let mut scaler = Scaler::new(spec);
+        let mut stop = self.stop.clone();
+        let mut tick = tokio::time::interval(SCALE_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|stop| *stop) => break,
+                _ = tick.tick() => {}
+            }
+            if scaler.spec().max == scaler.spec().min {
+                continue;
+            }
+            let sessions = self.sessions();
+            let running = slots.len() as u32;
+            match scaler.decide(sessions, running, Instant::now()) {
+                Decision::Hold => {}
+                Decision::Out(to) => {
+                    while (slots.len() as u32) < to {
+                        slots.push(self.spawn_slot(launch, release));
+                    }
+                    let spec = scaler.spec();
+                    self.event(
+                        None,
+                        "scaled-out",
+                        &format!(
+                            "scaled out to {}: {sessions} sessions, {} per replica at {:.0} % target",
+                            replicas(to as usize),
+                            spec.sessions_per_replica,
+                            spec.target_utilization * 100.0
+                        ),
+                    )
+                    .await;
+                }
+                Decision::In => {
+                    let Some(index) = self.idle_slot(&slots) else {
+                        continue;
+                    };
+                    let slot = slots.swap_remove(index);
+                    let _ = slot.stop.send(true);
+                    retired.spawn(slot.task);
+                    self.event(
+                        None,
+                        "scaled-in",
+                        &format!(
+                            "scaled in to {}: {sessions} sessions",
+                            replicas(slots.len())
+                        ),
+                    )
+                    .await;
+                }
+            }
+            while retired.try_join_next().is_some() {}
         }
+        for slot in &slots {
+            let _ = slot.stop.send(true);
+        }
+        for slot in slots {
+            let _ = slot.task.await;
+        }
+        while retired.join_next().await.is_some() {}
+    }
+
+    /// Starts a slot: a copy of this supervisor with its own stop switch, keeping one replica.
+    fn spawn_slot(&self, launch: &LaunchSpec, release: i64) -> Slot {
+        let (stop, stop_rx) = watch::channel(false);
+        let replica = Arc::new(std::sync::Mutex::new(None));
+        let mut supervisor = self.clone();
+        supervisor.stop = stop_rx;
+        supervisor.slot_replica = replica.clone();
+        Slot {
+            stop,
+            task: tokio::spawn(supervisor.keep_replica(launch.clone(), release)),
+            replica,
+        }
+    }
+
+    /// Sessions on the app now: its open WebSockets.
+    fn sessions(&self) -> usize {
+        let table = self.context.routes.load();
+        table.get(self.name()).map_or(0, |route| {
+            route
+                .endpoints
+                .iter()
+                .map(|e| e.load.websockets.load(std::sync::atomic::Ordering::Relaxed))
+                .sum()
+        })
+    }
+
+    /// A slot that may be stopped without cutting anyone off: one whose replica is not
+    /// serving (starting, or waiting to restart), else one whose replica has no WebSocket and
+    /// no request in flight.
+    fn idle_slot(&self, slots: &[Slot]) -> Option<usize> {
+        let table = self.context.routes.load();
+        let route = table.get(self.name())?;
+        let endpoint_of = |slot: &Slot| {
+            let id = slot.replica.lock().ok()?.clone()?;
+            route.endpoints.iter().find(|e| *e.replica == *id).cloned()
+        };
+        slots
+            .iter()
+            .position(|slot| endpoint_of(slot).is_none())
+            .or_else(|| {
+                slots
+                    .iter()
+                    .position(|slot| endpoint_of(slot).is_some_and(|e| e.load.total() == 0))
+            })
     }
 
     /// Keeps one replica running: starts it, restarts it with backoff when it dies, until
@@ -321,6 +444,9 @@ impl Supervisor {
     /// Starts one replica and follows it until it ends.
     async fn run_replica(&mut self, launch: &LaunchSpec, release: i64) -> Ending {
         let id = format!("{}-{:06x}", self.name(), rand::random::<u32>() & 0xff_ffff);
+        if let Ok(mut current) = self.slot_replica.lock() {
+            *current = Some(id.clone());
+        }
         let spec = ReplicaSpec {
             id: id.clone(),
             app: self.name().to_owned(),
@@ -681,6 +807,13 @@ fn backoff(consecutive_crashes: u32) -> Duration {
 fn logged<T>(result: portico_store::Result<T>) {
     if let Err(e) = result {
         tracing::warn!("could not record in the database: {e}");
+    }
+}
+
+fn replicas(count: usize) -> String {
+    match count {
+        1 => "1 replica".into(),
+        n => format!("{n} replicas"),
     }
 }
 

@@ -179,6 +179,10 @@ pub struct App {
 #[serde(deny_unknown_fields)]
 pub struct Scale {
     pub min: Option<u32>,
+    pub max: Option<u32>,
+    pub sessions_per_replica: Option<u32>,
+    pub target_utilization: Option<f64>,
+    pub scale_down_delay_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -335,6 +335,34 @@ fn acme_defaults_to_lets_encrypt_and_its_challenge_must_be_answerable() {
 }
 
 #[test]
+fn scale_bounds_are_checked_and_the_autoscaler_counts_from_them() {
+    let message = errors(
+        "[[apps]]\nname = \"sales\"\nsource = \"app\"\nscale = { min = 0, max = 100, sessions_per_replica = 0, target_utilization = 1.5 }\n",
+    );
+    for expected in [
+        "apps[0].scale.min = 0 is out of range; write 1 to 64",
+        "apps[0].scale.max = 100 is out of range",
+        "apps[0].scale.sessions_per_replica = 0",
+        "apps[0].scale.target_utilization = 1.5 is out of range",
+    ] {
+        assert!(message.contains(expected), "{expected} in {message}");
+    }
+    let (_dir, path) = workspace();
+    let config = Config::parse(
+        &path,
+        "[[apps]]\nname = \"sales\"\nsource = \"app\"\n[apps.scale]\nmin = 2\nmax = 5\nsessions_per_replica = 10\n",
+    )
+    .unwrap();
+    let scale = &config.apps[0].scale;
+    assert_eq!((scale.min, scale.max), (2, 5));
+    assert_eq!(scale.replicas_for(0), 2, "never below min");
+    // 10 sessions a replica at 80 %: 8 each before another starts.
+    assert_eq!(scale.replicas_for(9), 2);
+    assert_eq!(scale.replicas_for(17), 3);
+    assert_eq!(scale.replicas_for(1000), 5, "never above max");
+}
+
+#[test]
 fn frame_ancestors_must_be_origins_that_cannot_break_out_of_the_header() {
     let message = errors(
         "[[apps]]\nname = \"sales\"\nsource = \"app\"\nframe_ancestors = [\"intranet.example.com\", \"https://a.example; script-src *\"]\n",

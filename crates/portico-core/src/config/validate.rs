@@ -3,7 +3,7 @@
 use super::raw;
 use super::{
     AppSpec, AuthConfig, BuildConfig, Config, FleetConfig, Installer, MfaPolicy, Problem,
-    ServerConfig, SmtpConfig, SmtpSecurity,
+    ScaleSpec, ServerConfig, SmtpConfig, SmtpSecurity,
 };
 use crate::access::Access;
 use crate::firewall::{FirewallConfig, IpRules};
@@ -493,17 +493,11 @@ fn apps(raw: Vec<raw::App>, base: &Path, problems: &mut Vec<Problem>) -> Vec<App
             allow: nets(&key("firewall.allow"), &lists.allow, problems),
             deny: nets(&key("firewall.deny"), &lists.deny, problems),
         };
-        let replicas = app.scale.unwrap_or_default().min.unwrap_or(1);
-        if !(1..=MAX_REPLICAS).contains(&replicas) {
-            problems.push(Problem::new(
-                key("scale.min"),
-                format!("= {replicas} is out of range; write 1 to {MAX_REPLICAS}, e.g. 2"),
-            ));
-        }
+        let scale = scale(&key("scale"), app.scale.unwrap_or_default(), problems);
         apps.push(AppSpec {
             access,
             firewall,
-            replicas: replicas.clamp(1, MAX_REPLICAS),
+            scale,
             max_body_bytes: app.max_body_bytes,
             frame_ancestors: frame_ancestors(
                 &key("frame_ancestors"),
@@ -528,6 +522,49 @@ fn apps(raw: Vec<raw::App>, base: &Path, problems: &mut Vec<Problem>) -> Vec<App
 /// header (spaces, `;`, quotes) is refused.
 /// Replicas one app may run.
 const MAX_REPLICAS: u32 = 64;
+
+fn scale(key: &str, raw: raw::Scale, problems: &mut Vec<Problem>) -> ScaleSpec {
+    let min = raw.min.unwrap_or(1);
+    if !(1..=MAX_REPLICAS).contains(&min) {
+        problems.push(Problem::new(
+            format!("{key}.min"),
+            format!("= {min} is out of range; write 1 to {MAX_REPLICAS}, e.g. 2"),
+        ));
+    }
+    let min = min.clamp(1, MAX_REPLICAS);
+    let max = raw.max.unwrap_or(min);
+    if !(min..=MAX_REPLICAS).contains(&max) {
+        problems.push(Problem::new(
+            format!("{key}.max"),
+            format!("= {max} is out of range; write {min} (min) to {MAX_REPLICAS}"),
+        ));
+    }
+    let sessions = raw.sessions_per_replica.unwrap_or(20);
+    if sessions == 0 {
+        problems.push(Problem::new(
+            format!("{key}.sessions_per_replica"),
+            "= 0 would need infinitely many replicas; write how many sessions one replica serves well, e.g. 20",
+        ));
+    }
+    let target = raw.target_utilization.unwrap_or(0.8);
+    if !(target > 0.0 && target <= 1.0) {
+        problems.push(Problem::new(
+            format!("{key}.target_utilization"),
+            format!("= {target} is out of range; write a fraction above 0 and at most 1, e.g. 0.8 (scale out when replicas are 80 % full)"),
+        ));
+    }
+    ScaleSpec {
+        min,
+        max: max.clamp(min, MAX_REPLICAS),
+        sessions_per_replica: sessions.max(1),
+        target_utilization: if target > 0.0 && target <= 1.0 {
+            target
+        } else {
+            0.8
+        },
+        scale_down_delay: Duration::from_secs(raw.scale_down_delay_secs.unwrap_or(300)),
+    }
+}
 
 fn frame_ancestors(key: &str, origins: Vec<String>, problems: &mut Vec<Problem>) -> Vec<String> {
     for (i, origin) in origins.iter().enumerate() {

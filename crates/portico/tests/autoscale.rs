@@ -1,0 +1,72 @@
+//! Autoscaling on sessions: WebSocket sessions to an R-Shiny dashboard add replicas up to
+//! `max`, every session keeps working, and when they end the app shrinks back to `min`.
+
+use portico_testkit::{eventually, AppConfig, Portico, PorticoConfig, ShinySession};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_portico");
+
+fn ready_replicas(portico: &Portico) -> usize {
+    let apps = portico.apps_json();
+    apps["apps"][0]["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["state"] == "ready")
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_add_replicas_up_to_max_and_their_end_shrinks_back_to_min() {
+    let app = AppConfig::example("r-shiny").with(
+        "scale = { min = 1, max = 3, sessions_per_replica = 2, target_utilization = 1.0, scale_down_delay_secs = 3 }",
+    );
+    let portico = Portico::start(BIN, PorticoConfig::default().with_app(app)).await;
+    assert_eq!(ready_replicas(&portico), 1);
+    let url = format!("ws://r-shiny.localhost:{}/websocket/", portico.port);
+
+    let names = ["Ada", "Grace", "Linus", "Barbara", "Edsger"];
+    let mut sessions = Vec::new();
+    for name in names {
+        let mut session = ShinySession::open(portico.port, &url).await;
+        session
+            .greet(name, &format!("Hello, {name}, from R-Shiny!"))
+            .await;
+        sessions.push(session);
+    }
+    eventually(
+        "three replicas for five sessions",
+        Duration::from_secs(60),
+        || async { (ready_replicas(&portico) == 3).then_some(()) },
+    )
+    .await;
+    assert!(
+        portico
+            .log()
+            .contains("scaled out to 3 replicas: 5 sessions"),
+        "{}",
+        portico.log()
+    );
+    // Never more than max, and every session still answers.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(ready_replicas(&portico), 3);
+    for (session, name) in sessions.iter_mut().zip(names) {
+        session
+            .greet(
+                &format!("{name}!"),
+                &format!("Hello, {name}!, from R-Shiny!"),
+            )
+            .await;
+    }
+
+    drop(sessions);
+    eventually("back to one replica", Duration::from_secs(60), || async {
+        (ready_replicas(&portico) == 1).then_some(())
+    })
+    .await;
+    assert!(
+        portico.log().contains("scaled in to 1 replica: 0 sessions"),
+        "{}",
+        portico.log()
+    );
+}
