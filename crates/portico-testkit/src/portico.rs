@@ -325,6 +325,25 @@ impl Portico {
         serde_json::from_slice(&output.stdout).unwrap()
     }
 
+    /// `app`'s ready replicas as `portico apps --json` lists them: id and pid.
+    pub fn ready_replicas(&self, app: &str) -> Vec<(String, u32)> {
+        let apps = self.apps_json();
+        apps["apps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| a["name"] == app)
+            .flat_map(|a| a["replicas"].as_array().cloned().unwrap_or_default())
+            .filter(|r| r["state"] == "ready")
+            .map(|r| {
+                (
+                    r["id"].as_str().unwrap_or_default().to_owned(),
+                    r["pid"].as_u64().unwrap_or_default() as u32,
+                )
+            })
+            .collect()
+    }
+
     /// The pids of every process Portico started for this instance (replicas and their
     /// children), found by the instance mark in their environment.
     pub fn replica_pids(&self) -> Vec<u32> {

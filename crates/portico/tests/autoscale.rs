@@ -7,13 +7,7 @@ use std::time::Duration;
 const BIN: &str = env!("CARGO_BIN_EXE_portico");
 
 fn ready_replicas(portico: &Portico) -> usize {
-    let apps = portico.apps_json();
-    apps["apps"][0]["replicas"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["state"] == "ready")
-        .count()
+    portico.ready_replicas("r-shiny").len()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -29,19 +29,7 @@ async fn replica_of(client: &reqwest::Client, url: &str) -> String {
 }
 
 fn ready_replicas(portico: &Portico) -> Vec<(String, u32)> {
-    let apps = portico.apps_json();
-    apps["apps"][0]["replicas"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["state"] == "ready")
-        .map(|r| {
-            (
-                r["id"].as_str().unwrap().to_owned(),
-                r["pid"].as_u64().unwrap() as u32,
-            )
-        })
-        .collect()
+    portico.ready_replicas("sales")
 }
 
 #[tokio::test(flavor = "multi_thread")]
