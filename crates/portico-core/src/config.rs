@@ -157,6 +157,9 @@ pub struct FleetConfig {
     pub probe_interval: Duration,
     /// Probes failed in a row after which a serving replica is replaced.
     pub probe_failures: u32,
+    /// Replicas across all apps beyond which the autoscaler adds none (each app's `min`
+    /// always runs).
+    pub max_replicas: u32,
 }
 
 /// One dashboard, as declared in the config.

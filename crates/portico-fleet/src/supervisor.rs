@@ -21,6 +21,7 @@ use portico_core::{
 use portico_store::{ReplicaRow, Store};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -53,6 +54,8 @@ struct Context {
     logs_dir: PathBuf,
     runners_dir: PathBuf,
     prober: Prober,
+    /// Replica slots across all apps, for `fleet.max_replicas`.
+    slots: std::sync::atomic::AtomicU32,
 }
 
 /// The running fleet: one supervisor per app.
@@ -91,6 +94,7 @@ impl Fleet {
             urls,
             logs_dir: data_dir.join("logs"),
             prober: Prober::default(),
+            slots: Default::default(),
         });
         let mut fleet = Fleet {
             context,
@@ -207,11 +211,15 @@ impl Supervisor {
     /// `max` adds and removes slots as the autoscaler decides, until shutdown.
     async fn scale(&self, launch: &LaunchSpec, release: i64) {
         let spec = self.app.spec.scale.clone();
+        // `min` always runs, whatever the cap: it is what the operator asked for.
+        self.context.slots.fetch_add(spec.min, Ordering::Relaxed);
         let mut slots: Vec<Slot> = (0..spec.min)
             .map(|_| self.spawn_slot(launch, release))
             .collect();
         let mut retired = JoinSet::new();
         let mut scaler = Scaler::new(spec);
+        // Said once each time the cap is reached, not every second while it holds.
+        let mut at_cap = false;
         let mut stop = self.stop.clone();
         let mut tick = tokio::time::interval(SCALE_TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -227,7 +235,21 @@ impl Supervisor {
             let running = slots.len() as u32;
             match scaler.decide(sessions, running, Instant::now()) {
                 Decision::Hold => {}
-                Decision::Out(to) => {
+                Decision::Out(wanted) => {
+                    let to = self.within_global_cap(slots.len() as u32, wanted);
+                    if to <= slots.len() as u32 {
+                        if !at_cap {
+                            at_cap = true;
+                            let message = format!(
+                                "not scaling out to {}: {sessions} sessions, but fleet.max_replicas ({}) replicas already run across all apps",
+                                replicas(wanted as usize),
+                                self.context.fleet.max_replicas
+                            );
+                            self.event(None, "at-capacity", &message).await;
+                        }
+                        continue;
+                    }
+                    at_cap = false;
                     while (slots.len() as u32) < to {
                         slots.push(self.spawn_slot(launch, release));
                     }
@@ -249,6 +271,7 @@ impl Supervisor {
                         continue;
                     };
                     let slot = slots.swap_remove(index);
+                    self.context.slots.fetch_sub(1, Ordering::Relaxed);
                     let _ = slot.stop.send(true);
                     retired.spawn(slot.task);
                     self.event(
@@ -267,13 +290,35 @@ impl Supervisor {
         for slot in &slots {
             let _ = slot.stop.send(true);
         }
+        self.context
+            .slots
+            .fetch_sub(slots.len() as u32, Ordering::Relaxed);
         for slot in slots {
             let _ = slot.task.await;
         }
         while retired.join_next().await.is_some() {}
     }
 
+    /// Reserves room for the app to grow from `running` towards `wanted` without the fleet
+    /// exceeding `fleet.max_replicas` (atomically: two apps scaling at once cannot both take
+    /// the last place). Returns the size it may grow to.
+    fn within_global_cap(&self, running: u32, wanted: u32) -> u32 {
+        let cap = self.context.fleet.max_replicas;
+        let mut granted = 0;
+        let _ = self
+            .context
+            .slots
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |total| {
+                granted = wanted
+                    .saturating_sub(running)
+                    .min(cap.saturating_sub(total));
+                Some(total + granted)
+            });
+        running + granted
+    }
+
     /// Starts a slot: a copy of this supervisor with its own stop switch, keeping one replica.
+    /// The caller has counted it in `Context::slots`.
     fn spawn_slot(&self, launch: &LaunchSpec, release: i64) -> Slot {
         let (stop, stop_rx) = watch::channel(false);
         let replica = Arc::new(std::sync::Mutex::new(None));

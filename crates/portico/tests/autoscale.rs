@@ -64,3 +64,48 @@ async fn sessions_add_replicas_up_to_max_and_their_end_shrinks_back_to_min() {
         portico.log()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_global_replica_cap_holds_across_apps() {
+    let app = AppConfig::example("r-shiny").with(
+        "scale = { min = 1, max = 3, sessions_per_replica = 2, target_utilization = 1.0, scale_down_delay_secs = 3 }",
+    );
+    let config = PorticoConfig {
+        fleet_extra: "max_replicas = 3".into(),
+        ..PorticoConfig::default()
+    }
+    .with_app(app)
+    .with_app(AppConfig::new(
+        "sales",
+        portico_testkit::fixtures_dir().join("echo"),
+    ));
+    let portico = Portico::start(BIN, config).await;
+    let url = format!("ws://r-shiny.localhost:{}/websocket/", portico.port);
+    let mut sessions = Vec::new();
+    for name in ["Ada", "Grace", "Linus", "Barbara", "Edsger"] {
+        let mut session = ShinySession::open(portico.port, &url).await;
+        session
+            .greet(name, &format!("Hello, {name}, from R-Shiny!"))
+            .await;
+        sessions.push(session);
+    }
+    eventually(
+        "the refusal to grow past the cap",
+        Duration::from_secs(60),
+        || async {
+            portico
+                .log()
+                .contains("not scaling out to 3 replicas: 5 sessions, but fleet.max_replicas (3)")
+                .then_some(())
+        },
+    )
+    .await;
+    // 1 of sales + 2 of r-shiny = the cap; the second may still be starting.
+    eventually("two r-shiny replicas", Duration::from_secs(60), || async {
+        (ready_replicas(&portico) == 2).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(ready_replicas(&portico), 2, "no third one");
+    assert_eq!(portico.ready_replicas("sales").len(), 1);
+}

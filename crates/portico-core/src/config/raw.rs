@@ -122,6 +122,7 @@ pub struct Fleet {
     pub max_restarts: u32,
     pub probe_interval_secs: Option<u64>,
     pub probe_failures: Option<u32>,
+    pub max_replicas: Option<u32>,
 }
 
 impl Default for Fleet {
@@ -132,6 +133,7 @@ impl Default for Fleet {
             max_restarts: default_max_restarts(),
             probe_interval_secs: None,
             probe_failures: None,
+            max_replicas: None,
         }
     }
 }

@@ -164,7 +164,15 @@ fn fleet(raw: raw::Fleet, problems: &mut Vec<Problem>) -> FleetConfig {
             format!("= {probe_failures} is out of range; write 1 to 100, e.g. 6"),
         ));
     }
+    let max_replicas = raw.max_replicas.unwrap_or(100);
+    if max_replicas == 0 {
+        problems.push(Problem::new(
+            "fleet.max_replicas",
+            "= 0 leaves no room for the autoscaler; write the most replicas this machine should run, e.g. 100",
+        ));
+    }
     FleetConfig {
+        max_replicas: max_replicas.max(1),
         probe_interval: Duration::from_secs(probe_interval.clamp(1, 3600)),
         probe_failures: probe_failures.clamp(1, 100),
         start_timeout: Duration::from_secs(raw.start_timeout_secs),
