@@ -9,6 +9,7 @@ use http::{HeaderMap, HeaderValue};
 use portico_identity::web::set_cookie;
 use sha2::Sha256;
 
+const COOKIE_PREFIX: &str = "portico_replica_";
 /// Bytes of the MAC kept in the cookie: 128 bits.
 const TAG_BYTES: usize = 16;
 
@@ -26,9 +27,9 @@ impl Sticky {
     /// Domain), like Portico's other cookies.
     fn cookie_name(&self, app: &str) -> String {
         if self.secure {
-            format!("__Host-portico_replica_{app}")
+            format!("__Host-{COOKIE_PREFIX}{app}")
         } else {
-            format!("portico_replica_{app}")
+            format!("{COOKIE_PREFIX}{app}")
         }
     }
 
@@ -42,18 +43,27 @@ impl Sticky {
     }
 
     /// The replica this client is stuck to, if its cookie for `app` is genuine.
+    /// Runs on every proxied request, so it allocates nothing.
     pub fn replica<'a>(&self, headers: &'a HeaderMap, app: &str) -> Option<&'a str> {
-        let name = self.cookie_name(app);
+        let is_ours = |key: &str| {
+            let key = if self.secure {
+                key.strip_prefix("__Host-")
+            } else {
+                Some(key)
+            };
+            key.and_then(|k| k.strip_prefix(COOKIE_PREFIX)) == Some(app)
+        };
         headers
             .get_all(http::header::COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|header| header.split(';'))
             .filter_map(|pair| pair.trim().split_once('='))
-            .filter(|(key, _)| *key == name)
+            .filter(|(key, _)| is_ours(key))
             .find_map(|(_, value)| {
-                let (replica, tag) = value.rsplit_once('.')?;
-                let tag = hex::decode(tag).ok().filter(|t| t.len() == TAG_BYTES)?;
+                let (replica, hex_tag) = value.rsplit_once('.')?;
+                let mut tag = [0u8; TAG_BYTES];
+                hex::decode_to_slice(hex_tag, &mut tag).ok()?;
                 // Constant time: the check must not tell a forger how much was right.
                 let genuine = self.mac(app, replica).verify_truncated_left(&tag).is_ok();
                 genuine.then_some(replica)

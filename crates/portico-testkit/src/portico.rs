@@ -325,6 +325,18 @@ impl Portico {
         serde_json::from_slice(&output.stdout).unwrap()
     }
 
+    /// Portico's `/metrics` text, fetched with `client` (on the main listener).
+    pub async fn metrics(&self, client: &reqwest::Client) -> String {
+        client
+            .get(format!("{}metrics", self.portal_url()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// `app`'s ready replicas as `portico apps --json` lists them: id and pid.
     pub fn ready_replicas(&self, app: &str) -> Vec<(String, u32)> {
         let apps = self.apps_json();

@@ -10,6 +10,21 @@ fn ready_replicas(portico: &Portico) -> usize {
     portico.ready_replicas("r-shiny").len()
 }
 
+const NAMES: [&str; 5] = ["Ada", "Grace", "Linus", "Barbara", "Edsger"];
+
+/// Five live Shiny sessions, each proven working by a greeting.
+async fn open_sessions(portico: &Portico, url: &str) -> Vec<ShinySession> {
+    let mut sessions = Vec::new();
+    for name in NAMES {
+        let mut session = ShinySession::open(portico.port, url).await;
+        session
+            .greet(name, &format!("Hello, {name}, from R-Shiny!"))
+            .await;
+        sessions.push(session);
+    }
+    sessions
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sessions_add_replicas_up_to_max_and_their_end_shrinks_back_to_min() {
     let app = AppConfig::example("r-shiny").with(
@@ -19,15 +34,7 @@ async fn sessions_add_replicas_up_to_max_and_their_end_shrinks_back_to_min() {
     assert_eq!(ready_replicas(&portico), 1);
     let url = format!("ws://r-shiny.localhost:{}/websocket/", portico.port);
 
-    let names = ["Ada", "Grace", "Linus", "Barbara", "Edsger"];
-    let mut sessions = Vec::new();
-    for name in names {
-        let mut session = ShinySession::open(portico.port, &url).await;
-        session
-            .greet(name, &format!("Hello, {name}, from R-Shiny!"))
-            .await;
-        sessions.push(session);
-    }
+    let mut sessions = open_sessions(&portico, &url).await;
     eventually(
         "three replicas for five sessions",
         Duration::from_secs(60),
@@ -44,7 +51,7 @@ async fn sessions_add_replicas_up_to_max_and_their_end_shrinks_back_to_min() {
     // Never more than max, and every session still answers.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(ready_replicas(&portico), 3);
-    for (session, name) in sessions.iter_mut().zip(names) {
+    for (session, name) in sessions.iter_mut().zip(NAMES) {
         session
             .greet(
                 &format!("{name}!"),
@@ -81,14 +88,7 @@ async fn the_global_replica_cap_holds_across_apps() {
     ));
     let portico = Portico::start(BIN, config).await;
     let url = format!("ws://r-shiny.localhost:{}/websocket/", portico.port);
-    let mut sessions = Vec::new();
-    for name in ["Ada", "Grace", "Linus", "Barbara", "Edsger"] {
-        let mut session = ShinySession::open(portico.port, &url).await;
-        session
-            .greet(name, &format!("Hello, {name}, from R-Shiny!"))
-            .await;
-        sessions.push(session);
-    }
+    let _sessions = open_sessions(&portico, &url).await;
     eventually(
         "the refusal to grow past the cap",
         Duration::from_secs(60),

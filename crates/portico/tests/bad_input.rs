@@ -253,3 +253,28 @@ fn sign_in_and_mail_settings_that_make_no_sense_are_refused_all_at_once() {
         assert!(message.contains(expected), "{expected} in:\n{message}");
     }
 }
+
+#[test]
+fn reload_without_a_running_portico_says_so_and_an_invalid_file_changes_nothing() {
+    let (dir, path, _) = Portico::prepare(&PorticoConfig::default());
+    let output = Command::new(BIN)
+        .args(["reload", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    assert!(message.contains("no Portico is running"), "{message}");
+    assert!(message.contains("portico up"), "{message}");
+
+    std::fs::write(&path, "[server\n").unwrap();
+    let output = Command::new(BIN)
+        .args(["reload", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{message}");
+    assert!(message.contains("stays in force"), "{message}");
+    drop(dir);
+}

@@ -14,6 +14,19 @@ async fn status(client: &reqwest::Client, url: &str, forwarded_for: Option<&str>
     request.send().await.unwrap().status().as_u16()
 }
 
+/// What the echo app received for a request claiming `forwarded_for`.
+async fn echoed(client: &reqwest::Client, url: &str, forwarded_for: &str) -> serde_json::Value {
+    client
+        .get(url)
+        .header("x-forwarded-for", forwarded_for)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn denied_addresses_get_403_and_per_app_rules_apply_to_that_app_only() {
     let config = PorticoConfig {
@@ -72,14 +85,7 @@ async fn denied_addresses_get_403_and_per_app_rules_apply_to_that_app_only() {
     assert_eq!(status(&ordinary, &sales, Some("127.0.0.3")).await, 403);
     assert_eq!(status(&denied, &open, Some("192.0.2.1")).await, 403);
 
-    let metrics = ordinary
-        .get(format!("{}metrics", portico.portal_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = portico.metrics(&ordinary).await;
     assert!(
         metrics.contains("portico_refused_total{reason=\"firewall\"}")
             && metrics.contains("portico_refused_total{reason=\"app_firewall\"}"),
@@ -104,15 +110,7 @@ async fn forwarded_for_is_believed_only_from_a_trusted_proxy() {
     // The load balancer at 127.0.0.4 says who the client is: believed.
     let balancer = portico.client_from("127.0.0.4");
     assert_eq!(status(&balancer, &sales, Some("192.0.2.9")).await, 403);
-    let seen: serde_json::Value = balancer
-        .get(&sales)
-        .header("x-forwarded-for", "6.6.6.6, 198.51.100.7")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let seen = echoed(&balancer, &sales, "6.6.6.6, 198.51.100.7").await;
     assert_eq!(
         seen["headers"]["x-forwarded-for"], "198.51.100.7",
         "the app is told the client's address, not what the client wrote: {seen}"
@@ -121,14 +119,6 @@ async fn forwarded_for_is_believed_only_from_a_trusted_proxy() {
     // Anyone else: their X-Forwarded-For is ignored, both ways.
     let stranger = portico.client_from("127.0.0.5");
     assert_eq!(status(&stranger, &sales, Some("192.0.2.9")).await, 200);
-    let seen: serde_json::Value = stranger
-        .get(&sales)
-        .header("x-forwarded-for", "198.51.100.7")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let seen = echoed(&stranger, &sales, "198.51.100.7").await;
     assert_eq!(seen["headers"]["x-forwarded-for"], "127.0.0.5", "{seen}");
 }

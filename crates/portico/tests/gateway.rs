@@ -173,14 +173,7 @@ async fn the_portal_lists_apps_and_portico_reports_health_and_metrics() {
         .send()
         .await
         .unwrap();
-    let metrics = client
-        .get(format!("{}metrics", portico.portal_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = portico.metrics(&client).await;
     assert!(
         metrics.contains(r#"portico_requests_total{app="echo",class="2xx"}"#),
         "{metrics}"

@@ -80,14 +80,7 @@ async fn rates_sizes_and_url_lengths_are_limited_with_clear_answers() {
     let long = format!("{}?q={}", portico.app_host_url("sales"), "a".repeat(3000));
     assert_eq!(poster.get(&long).send().await.unwrap().status(), 414);
 
-    let metrics = other
-        .get(format!("{}metrics", portico.portal_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = portico.metrics(&other).await;
     for reason in ["rate", "sign_in_rate", "size"] {
         assert!(
             metrics.contains(&format!("portico_refused_total{{reason=\"{reason}\"}}")),

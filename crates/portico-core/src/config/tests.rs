@@ -363,6 +363,23 @@ fn scale_bounds_are_checked_and_the_autoscaler_counts_from_them() {
 }
 
 #[test]
+fn timeouts_probes_and_the_replica_cap_name_their_range() {
+    let message = errors(
+        "[server]\nshutdown_timeout_secs = 7200\n[fleet]\nprobe_interval_secs = 0\nprobe_failures = 0\nmax_replicas = 0\n[limits]\nupstream_connect_timeout_secs = 0\nupstream_response_timeout_secs = 100000\n",
+    );
+    for expected in [
+        "server.shutdown_timeout_secs = 7200 is more than an hour; write 0 to 3600",
+        "fleet.probe_interval_secs = 0 is out of range; write 1 to 3600",
+        "fleet.probe_failures = 0 is out of range; write 1 to 100",
+        "fleet.max_replicas = 0 leaves no room for the autoscaler",
+        "limits.upstream_connect_timeout_secs = 0 is out of range; write 1 to 60, e.g. 5",
+        "limits.upstream_response_timeout_secs = 100000 is out of range; write 1 to 86400, e.g. 300",
+    ] {
+        assert!(message.contains(expected), "{expected} in {message}");
+    }
+}
+
+#[test]
 fn frame_ancestors_must_be_origins_that_cannot_break_out_of_the_header() {
     let message = errors(
         "[[apps]]\nname = \"sales\"\nsource = \"app\"\nframe_ancestors = [\"intranet.example.com\", \"https://a.example; script-src *\"]\n",
