@@ -202,13 +202,7 @@ mod tests {
             firewall: Default::default(),
             max_body_bytes: None,
             frame_ancestors: vec![],
-            scale: portico_core::ScaleSpec {
-                min: 1,
-                max: 1,
-                sessions_per_replica: 20,
-                target_utilization: 0.8,
-                scale_down_delay: std::time::Duration::from_secs(300),
-            },
+            scale: portico_core::ScaleSpec::default(),
         }
     }
 

@@ -194,24 +194,49 @@ pub struct AppSpec {
 /// `[apps.scale]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScaleSpec {
-    /// Replicas always running (each restarted on its own when it dies).
+    /// Replicas always running (each restarted on its own when it dies); 0: the app sleeps
+    /// while nobody uses it and starts on the first request.
     pub min: u32,
     /// Replicas at most; above `min`, the autoscaler decides.
     pub max: u32,
-    /// Sessions (open WebSockets) one replica serves well.
+    /// Sessions (open WebSockets, or browsers active within `idle_timeout`) one replica
+    /// serves well.
     pub sessions_per_replica: u32,
     /// Scale out when sessions exceed this fraction of the replicas' capacity.
     pub target_utilization: f64,
     /// How long fewer replicas must suffice before an idle one is stopped.
     pub scale_down_delay: Duration,
+    /// Idle replicas kept ready beyond what the sessions need, so that a new session never
+    /// waits for a start.
+    pub warm: u32,
+    /// A browser without a WebSocket counts as a session until it has been quiet this long.
+    pub idle_timeout: Duration,
+    /// How long a request for a sleeping or starting app is held for a replica to be ready.
+    pub start_wait: Duration,
+}
+
+/// The defaults `[apps.scale]` documents: one replica, always.
+impl Default for ScaleSpec {
+    fn default() -> ScaleSpec {
+        ScaleSpec {
+            min: 1,
+            max: 1,
+            sessions_per_replica: 20,
+            target_utilization: 0.8,
+            scale_down_delay: Duration::from_secs(300),
+            warm: 0,
+            idle_timeout: Duration::from_secs(300),
+            start_wait: Duration::from_secs(60),
+        }
+    }
 }
 
 impl ScaleSpec {
-    /// Replicas needed for `sessions`, within [min, max].
+    /// Replicas needed for `sessions`, with the warm spares, within [min, max].
     pub fn replicas_for(&self, sessions: usize) -> u32 {
         let capacity = f64::from(self.sessions_per_replica) * self.target_utilization;
         let needed = (sessions as f64 / capacity).ceil() as u32;
-        needed.clamp(self.min, self.max)
+        needed.saturating_add(self.warm).clamp(self.min, self.max)
     }
 }
 

@@ -20,5 +20,7 @@ pub use config::{
 };
 pub use firewall::{FirewallConfig, IpRules};
 pub use model::{AppStatus, ClientAddr, Framework, Identity, MountStyle, ReplicaState, User};
-pub use routes::{AppRoute, Endpoint, LoadGuard, ReplicaLoad, RouteTable, SharedRoutes};
+pub use routes::{
+    AppRoute, Demand, Endpoint, LoadGuard, RecentClients, ReplicaLoad, RouteTable, SharedRoutes,
+};
 pub use urls::PublicUrls;

@@ -174,6 +174,8 @@ pub enum AppStatus {
     Failed(String),
     /// Portico is shutting it down.
     Stopped,
+    /// No replica runs because nobody uses it (`scale.min = 0`); the next request starts one.
+    Sleeping,
 }
 
 impl AppStatus {
@@ -184,6 +186,7 @@ impl AppStatus {
             AppStatus::Running => "running",
             AppStatus::Failed(_) => "failed",
             AppStatus::Stopped => "stopped",
+            AppStatus::Sleeping => "sleeping",
         }
     }
 }

@@ -6,8 +6,9 @@ use crate::model::{AppStatus, Framework, MountStyle};
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use tokio::sync::Notify;
 
 /// One app as the edge and the portal see it.
 #[derive(Debug, Clone)]
@@ -29,6 +30,67 @@ pub struct AppRoute {
     /// `Content-Security-Policy: frame-ancestors …` added to its responses (who may frame
     /// it), shared so that adding it copies nothing; `None`: anyone may.
     pub frame_policy: Option<bytes::Bytes>,
+    /// Requests waiting for a replica, shared by every snapshot of the app's route (a reload
+    /// that keeps the app keeps it).
+    pub demand: Arc<Demand>,
+    /// How long a request waits for a replica of a sleeping or starting app.
+    pub start_wait: std::time::Duration,
+}
+
+/// Where the edge and the app's supervisor meet while no replica is ready: requests that
+/// find none wait here, and their arrival wakes a sleeping app at once (no polling on either
+/// side).
+#[derive(Debug, Default)]
+pub struct Demand {
+    waiting: AtomicUsize,
+    wanted: Notify,
+    ready: Notify,
+}
+
+impl Demand {
+    /// Counts a request as waiting until the guard is dropped, and tells the supervisor.
+    pub fn wait(self: &Arc<Self>) -> WaitGuard {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        self.wanted.notify_one();
+        WaitGuard {
+            demand: self.clone(),
+        }
+    }
+
+    /// Requests waiting now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Resolves when a request starts waiting (or has since the last call).
+    pub async fn wanted(&self) {
+        self.wanted.notified().await;
+    }
+
+    /// A future that resolves at the next [`Demand::changed`]. Enabled at once, so that a
+    /// change between creating it and checking the route table is not missed.
+    pub fn next_change(&self) -> std::pin::Pin<Box<tokio::sync::futures::Notified<'_>>> {
+        let mut notified = Box::pin(self.ready.notified());
+        notified.as_mut().enable();
+        notified
+    }
+
+    /// The app gained a ready replica or its status changed: waiting requests look again.
+    pub fn changed(&self) {
+        self.ready.notify_waiters();
+    }
+}
+
+/// One request waiting for a replica (see [`Demand::wait`]).
+#[derive(Debug)]
+pub struct WaitGuard {
+    demand: Arc<Demand>,
+}
+
+impl Drop for WaitGuard {
+    fn drop(&mut self) {
+        self.demand.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A ready replica as the edge sees it. Its load is shared by every snapshot of the table,
@@ -58,11 +120,112 @@ pub struct ReplicaLoad {
     pub in_flight: AtomicUsize,
     /// Open WebSockets.
     pub websockets: AtomicUsize,
+    /// Browsers (and other sticky clients) it served lately.
+    pub recent: RecentClients,
 }
 
 impl ReplicaLoad {
     pub fn total(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed) + self.websockets.load(Ordering::Relaxed)
+    }
+
+    /// Its sessions: open WebSockets or recently active clients, whichever is more. (A
+    /// dashboard with a WebSocket is also a recent HTTP client for a while after its page
+    /// loaded; taking the larger count does not count it twice.)
+    pub fn sessions(&self) -> usize {
+        self.websockets
+            .load(Ordering::Relaxed)
+            .max(self.recent.count())
+    }
+}
+
+/// Time windows the idle timeout is divided into: a client is forgotten between 7/8 and all
+/// of the idle timeout after its last request.
+pub const RECENT_WINDOWS: usize = 8;
+const RECENT_BITS: usize = 1024;
+const RECENT_WORDS: usize = RECENT_BITS / 64;
+
+/// Which clients a replica served within the idle timeout, counted without locks or
+/// allocation on the request path: each window is a 1024-bit set that a request marks with
+/// one atomic OR (client ids are random, so a bit is a fair hash), and the count is estimated
+/// from the union's empty bits by linear counting (Whang et al., 1990), exact in practice
+/// for tens of clients and within a few percent for thousands. The autoscaler moves to the
+/// next window every `idle_timeout / RECENT_WINDOWS`, clearing the oldest.
+#[derive(Debug, Default)]
+pub struct RecentClients {
+    current: AtomicUsize,
+    windows: [RecentWindow; RECENT_WINDOWS],
+}
+
+#[derive(Debug, Default)]
+struct RecentWindow {
+    clients: [AtomicU64; RECENT_WORDS],
+    /// Requests from clients without a sticky cookie (scripts): they keep the app awake
+    /// but are not counted as sessions, since each of their requests would look new.
+    anonymous: AtomicBool,
+}
+
+impl RecentClients {
+    fn window(&self) -> &RecentWindow {
+        &self.windows[self.current.load(Ordering::Relaxed) % RECENT_WINDOWS]
+    }
+
+    /// A request from the client with this id.
+    pub fn touch(&self, client: u64) {
+        let bit = (client % RECENT_BITS as u64) as usize;
+        let word = &self.window().clients[bit / 64];
+        let mask = 1u64 << (bit % 64);
+        // Read first: a client's many requests then share the cache line instead of
+        // writing it each time.
+        if word.load(Ordering::Relaxed) & mask == 0 {
+            word.fetch_or(mask, Ordering::Relaxed);
+        }
+    }
+
+    /// A request from a client without a sticky cookie.
+    pub fn touch_anonymous(&self) {
+        let flag = &self.window().anonymous;
+        if !flag.load(Ordering::Relaxed) {
+            flag.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Starts the next window, forgetting what the oldest saw.
+    pub fn advance(&self) {
+        let next = (self.current.load(Ordering::Relaxed) + 1) % RECENT_WINDOWS;
+        let window = &self.windows[next];
+        for word in &window.clients {
+            word.store(0, Ordering::Relaxed);
+        }
+        window.anonymous.store(false, Ordering::Relaxed);
+        self.current.store(next, Ordering::Relaxed);
+    }
+
+    /// Estimated distinct clients over the windows.
+    pub fn count(&self) -> usize {
+        let ones: u32 = (0..RECENT_WORDS)
+            .map(|i| {
+                self.windows
+                    .iter()
+                    .fold(0u64, |union, w| {
+                        union | w.clients[i].load(Ordering::Relaxed)
+                    })
+                    .count_ones()
+            })
+            .sum();
+        let m = RECENT_BITS as f64;
+        let zeros = (RECENT_BITS as u32 - ones).max(1) as f64;
+        (-m * (zeros / m).ln()).round() as usize
+    }
+
+    /// Whether anyone, with or without a cookie, was served within the windows.
+    pub fn active(&self) -> bool {
+        self.windows.iter().any(|w| {
+            w.anonymous.load(Ordering::Relaxed)
+                || w.clients
+                    .iter()
+                    .any(|word| word.load(Ordering::Relaxed) != 0)
+        })
     }
 }
 
@@ -145,4 +308,50 @@ pub type SharedRoutes = Arc<ArcSwap<RouteTable>>;
 /// Applies `change` to one app in the shared table (retrying if another writer raced).
 pub fn update_app(routes: &SharedRoutes, name: &str, change: impl Fn(&mut AppRoute)) {
     routes.rcu(|table| table.with_app(name, &change));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_clients_are_counted_once_and_forgotten_after_all_windows() {
+        let recent = RecentClients::default();
+        assert_eq!(recent.count(), 0);
+        assert!(!recent.active());
+        for client in [11u64, 12, 13, 11, 11, 12] {
+            recent.touch(client.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        }
+        assert_eq!(recent.count(), 3, "repeat requests are one client");
+        for _ in 0..RECENT_WINDOWS - 1 {
+            recent.advance();
+        }
+        assert_eq!(recent.count(), 3, "still within the idle timeout");
+        recent.advance();
+        assert_eq!(recent.count(), 0);
+        assert!(!recent.active());
+        recent.touch_anonymous();
+        assert!(recent.active());
+        assert_eq!(
+            recent.count(),
+            0,
+            "scripts keep it awake but are not sessions"
+        );
+    }
+
+    #[test]
+    fn many_clients_are_estimated_closely() {
+        let recent = RecentClients::default();
+        let mut state = 0x1234_5678_u64;
+        for _ in 0..500 {
+            // splitmix64: ids as random as the cookie's.
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            recent.touch(z ^ (z >> 31));
+        }
+        let count = recent.count() as f64;
+        assert!((count - 500.0).abs() < 50.0, "{count}");
+    }
 }

@@ -57,6 +57,8 @@ mod tests {
             firewall: Default::default(),
             max_body_bytes: u64::MAX,
             frame_policy: None,
+            demand: Default::default(),
+            start_wait: std::time::Duration::from_secs(60),
         }
     }
 

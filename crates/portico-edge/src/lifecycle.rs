@@ -5,7 +5,7 @@ use crate::body::{from_axum, full, ProxyBody};
 use crate::guards::{GuardConfig, Guards};
 use crate::identity::{foreign_websocket_origin, identify};
 use crate::identity_headers::IdentityHeaderCache;
-use crate::pages::{plain, redirect, Page};
+use crate::pages::{plain, redirect, Page, WAIT_HEADER};
 use crate::policy;
 use crate::proxy::{Forward, ProxyError, Upstream, UpstreamTimeouts};
 use crate::refusals::{Reason, Refusals};
@@ -362,14 +362,42 @@ impl Edge {
             }
         }
 
-        // Phase 5: balancer.
-        let stuck_to = self.sticky.replica(req.headers(), &route.name);
-        let Some(endpoint) = self.balancer.pick(&route, stuck_to) else {
+        // Phase 5: balancer (waiting first, if no replica is ready).
+        let route = if route.endpoints.is_empty() {
+            match self.wait_for_replica(&req, route).await {
+                Ok(route) => route,
+                Err((name, response)) => return self.finish(&name, started, response),
+            }
+        } else {
+            route
+        };
+        if req.headers().contains_key(WAIT_HEADER) {
+            // The waiting page asks only whether the app is ready: it is.
+            let mut ready = Response::new(crate::body::empty());
+            *ready.status_mut() = StatusCode::NO_CONTENT;
+            ready
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            return self.finish(&route.name, started, ready);
+        }
+        let stuck = self.sticky.read(req.headers(), &route.name);
+        let Some(endpoint) = self.balancer.pick(&route, stuck.map(|s| s.replica)) else {
             return self.finish(&route.name, started, self.not_ready(&route));
         };
-        // A new client, or one whose replica went away, is stuck to the chosen one.
-        let stick = (stuck_to != Some(&*endpoint.replica))
-            .then(|| self.sticky.set_cookie(&route.name, &endpoint.replica))
+        // Only clients that keep the cookie are counted as sessions: a script that ignores
+        // it would look like a new session at every request.
+        match stuck {
+            Some(stuck) => endpoint.load.recent.touch(stuck.client),
+            None => endpoint.load.recent.touch_anonymous(),
+        }
+        // A new client, or one whose replica went away, is stuck to the chosen one (keeping
+        // its client id).
+        let stick = (stuck.map(|s| s.replica) != Some(&*endpoint.replica))
+            .then(|| {
+                let client = stuck.map_or_else(rand::random, |s| s.client);
+                self.sticky
+                    .set_cookie(&route.name, &endpoint.replica, client)
+            })
             .flatten();
 
         // Phase 6: proxy.
@@ -510,9 +538,12 @@ impl Edge {
     fn readyz(&self) -> Response<ProxyBody> {
         let table = self.routes.load();
         if !self.ready.load(Ordering::Relaxed) {
-            let settled = table
-                .iter()
-                .all(|r| matches!(r.status, AppStatus::Running | AppStatus::Failed(_)));
+            let settled = table.iter().all(|r| {
+                matches!(
+                    r.status,
+                    AppStatus::Running | AppStatus::Sleeping | AppStatus::Failed(_)
+                )
+            });
             if settled {
                 self.ready.store(true, Ordering::Relaxed);
             }
@@ -582,6 +613,75 @@ impl Edge {
         .render(&self.portal_url)
     }
 
+    /// No replica of the app is ready. If one is coming (the app sleeps, starts or
+    /// restarts), a person's page load gets the waiting page at once, and any other request
+    /// (an API call, a WebSocket, the waiting page's own wait) is held until a replica is
+    /// ready, at most the app's `start_wait`. Either wakes a sleeping app. `Err` is the
+    /// answer to give instead, with the app it is counted for.
+    async fn wait_for_replica(
+        &self,
+        req: &Request<Incoming>,
+        route: Arc<AppRoute>,
+    ) -> Result<Arc<AppRoute>, (Arc<str>, Response<ProxyBody>)> {
+        if !coming(&route.status) {
+            return Err((route.name.clone(), self.not_ready(&route)));
+        }
+        let _waiting = route.demand.wait();
+        let waiter = req.headers().contains_key(WAIT_HEADER);
+        if !waiter && is_page_load(req) {
+            return Err((route.name.clone(), self.waiting_page(&route)));
+        }
+        let deadline = tokio::time::Instant::now() + route.start_wait;
+        let mut current = route;
+        loop {
+            let demand = current.demand.clone();
+            let change = demand.next_change();
+            let Some(latest) = self.routes.load().get(&current.name).cloned() else {
+                return Err((current.name.clone(), self.unknown_app(&current.name)));
+            };
+            current = latest;
+            if !current.endpoints.is_empty() {
+                return Ok(current);
+            }
+            if !coming(&current.status) {
+                return Err((current.name.clone(), self.not_ready(&current)));
+            }
+            if tokio::time::timeout_at(deadline, change).await.is_err() {
+                return Err((current.name.clone(), self.still_starting(&current)));
+            }
+        }
+    }
+
+    fn waiting_page(&self, route: &AppRoute) -> Response<ProxyBody> {
+        let heading = format!("{} is starting", route.title);
+        let message = if route.status == AppStatus::Sleeping {
+            "Nobody was using this dashboard, so it was asleep. It is starting for you now."
+        } else {
+            "The dashboard is starting up."
+        };
+        Page {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            heading: &heading,
+            message,
+            hint: "It opens here by itself when it is ready.",
+            refresh: Some(5),
+        }
+        .render_waiting(&self.portal_url)
+    }
+
+    /// A held request's wait ran out.
+    fn still_starting(&self, route: &AppRoute) -> Response<ProxyBody> {
+        let heading = format!("{} is still starting", route.title);
+        Page {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            heading: &heading,
+            message: "No replica of the dashboard became ready in time.",
+            hint: "Try again in a moment.",
+            refresh: Some(5),
+        }
+        .render(&self.portal_url)
+    }
+
     fn not_ready(&self, route: &AppRoute) -> Response<ProxyBody> {
         let (heading, message, hint, refresh);
         let failed_message;
@@ -615,7 +715,7 @@ impl Edge {
                 hint = "This page refreshes by itself.";
                 refresh = Some(2);
             }
-            AppStatus::Starting | AppStatus::Running => {
+            AppStatus::Starting | AppStatus::Running | AppStatus::Sleeping => {
                 heading = format!("{} is starting", route.title);
                 message = "The dashboard is starting up.";
                 hint = "This page refreshes by itself.";
@@ -652,6 +752,26 @@ impl Edge {
         }
         .render(&self.portal_url)
     }
+}
+
+/// Whether a replica of an app in this state is on its way (or starts when asked).
+fn coming(status: &AppStatus) -> bool {
+    matches!(
+        status,
+        AppStatus::Sleeping | AppStatus::Starting | AppStatus::Running
+    )
+}
+
+/// A person opening a page (rather than a script, an XHR or a WebSocket): shown the waiting
+/// page instead of being held.
+fn is_page_load(req: &Request<Incoming>) -> bool {
+    let headers = req.headers();
+    matches!(*req.method(), http::Method::GET | http::Method::HEAD)
+        && !headers.contains_key(header::UPGRADE)
+        && headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/html"))
 }
 
 /// Hosts compare case-insensitively; browsers send lowercase, so this rarely allocates.

@@ -15,7 +15,30 @@ struct StatusPage<'a> {
     /// Seconds after which the page reloads itself (for "starting" pages).
     refresh: Option<u32>,
     portal: &'a str,
+    /// For the page shown while an app starts: the script that waits for it.
+    script: Option<&'static str>,
 }
+
+/// Asks the edge (with [`WAIT_HEADER`]) to answer once the app is ready, then reloads: the
+/// browser waits on one held request instead of polling. Any other answer (the wait timed
+/// out, the app failed) reloads after a pause, showing whatever is true then.
+const WAITING_SCRIPT: &str = "fetch(location.href,{headers:{'Portico-Wait':'1'},cache:'no-store',credentials:'same-origin'}).then(function(r){if(r.status===204){location.reload();}else{setTimeout(function(){location.reload();},2000);}},function(){setTimeout(function(){location.reload();},2000);});";
+
+/// Sent by the waiting page's script: answer 204 when a replica is ready, do not forward.
+pub const WAIT_HEADER: &str = "portico-wait";
+
+/// The waiting page's policy: [`PAGE_POLICY`] plus its one inline script, by hash.
+static WAITING_POLICY: std::sync::LazyLock<HeaderValue> = std::sync::LazyLock::new(|| {
+    use base64::Engine;
+    use sha2::Digest;
+    let hash = base64::engine::general_purpose::STANDARD
+        .encode(sha2::Sha256::digest(WAITING_SCRIPT.as_bytes()));
+    let policy = PAGE_POLICY.replace(
+        "script-src 'self'",
+        &format!("script-src 'self' 'sha256-{hash}'"),
+    );
+    HeaderValue::from_str(&policy).expect("the policy is ASCII")
+});
 
 /// A page for a person, with an HTTP status a program can act on.
 pub struct Page<'a> {
@@ -28,6 +51,16 @@ pub struct Page<'a> {
 
 impl Page<'_> {
     pub fn render(&self, portal: &str) -> Response<ProxyBody> {
+        self.render_with(portal, None)
+    }
+
+    /// The page with the script that waits for the app and then shows it (instead of
+    /// reloading every few seconds; `refresh` applies only without JavaScript).
+    pub fn render_waiting(&self, portal: &str) -> Response<ProxyBody> {
+        self.render_with(portal, Some(WAITING_SCRIPT))
+    }
+
+    fn render_with(&self, portal: &str, script: Option<&'static str>) -> Response<ProxyBody> {
         let html = StatusPage {
             status: self.status.as_u16(),
             heading: self.heading,
@@ -35,6 +68,7 @@ impl Page<'_> {
             hint: self.hint,
             refresh: self.refresh,
             portal,
+            script,
         }
         .render()
         .unwrap_or_else(|_| format!("{} {}", self.status.as_u16(), self.heading));
@@ -46,6 +80,9 @@ impl Page<'_> {
             HeaderValue::from_static("text/html; charset=utf-8"),
         );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if script.is_some() {
+            headers.insert(header::CONTENT_SECURITY_POLICY, WAITING_POLICY.clone());
+        }
         protect_page(headers);
         if let Some(seconds) = self.refresh {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));

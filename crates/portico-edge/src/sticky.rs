@@ -3,6 +3,9 @@
 //! cookie is signed (HMAC-SHA256 with a key derived from Portico's secret key, so it outlives
 //! restarts) and a client cannot aim at a replica of its choosing. A cookie naming a replica
 //! that is gone is ignored: the balancer picks another and the client gets a new cookie.
+//!
+//! The cookie also carries a random client id, kept when the replica changes, by which the
+//! autoscaler counts a browser's recent requests as one session.
 
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderValue};
@@ -16,6 +19,13 @@ const TAG_BYTES: usize = 16;
 pub struct Sticky {
     key: [u8; 32],
     secure: bool,
+}
+
+/// What a genuine sticky cookie says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stuck<'a> {
+    pub replica: &'a str,
+    pub client: u64,
 }
 
 impl Sticky {
@@ -33,18 +43,20 @@ impl Sticky {
         }
     }
 
-    fn mac(&self, app: &str, replica: &str) -> Hmac<Sha256> {
+    fn mac(&self, app: &str, replica: &str, client: &str) -> Hmac<Sha256> {
         let mut mac =
             Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes keys of any length");
         mac.update(app.as_bytes());
         mac.update(b"\n");
         mac.update(replica.as_bytes());
+        mac.update(b"\n");
+        mac.update(client.as_bytes());
         mac
     }
 
-    /// The replica this client is stuck to, if its cookie for `app` is genuine.
+    /// The replica this client is stuck to and its id, if its cookie for `app` is genuine.
     /// Runs on every proxied request, so it allocates nothing.
-    pub fn replica<'a>(&self, headers: &'a HeaderMap, app: &str) -> Option<&'a str> {
+    pub fn read<'a>(&self, headers: &'a HeaderMap, app: &str) -> Option<Stuck<'a>> {
         let is_ours = |key: &str| {
             let key = if self.secure {
                 key.strip_prefix("__Host-")
@@ -61,19 +73,29 @@ impl Sticky {
             .filter_map(|pair| pair.trim().split_once('='))
             .filter(|(key, _)| is_ours(key))
             .find_map(|(_, value)| {
-                let (replica, hex_tag) = value.rsplit_once('.')?;
+                let (rest, hex_tag) = value.rsplit_once('.')?;
+                let (replica, hex_client) = rest.rsplit_once('.')?;
                 let mut tag = [0u8; TAG_BYTES];
                 hex::decode_to_slice(hex_tag, &mut tag).ok()?;
+                let mut client = [0u8; 8];
+                hex::decode_to_slice(hex_client, &mut client).ok()?;
                 // Constant time: the check must not tell a forger how much was right.
-                let genuine = self.mac(app, replica).verify_truncated_left(&tag).is_ok();
-                genuine.then_some(replica)
+                let genuine = self
+                    .mac(app, replica, hex_client)
+                    .verify_truncated_left(&tag)
+                    .is_ok();
+                genuine.then_some(Stuck {
+                    replica,
+                    client: u64::from_be_bytes(client),
+                })
             })
     }
 
-    /// `Set-Cookie` sticking this client to `replica` for the browser session.
-    pub fn set_cookie(&self, app: &str, replica: &str) -> Option<HeaderValue> {
-        let tag = self.mac(app, replica).finalize().into_bytes();
-        let value = format!("{replica}.{}", hex::encode(&tag[..TAG_BYTES]));
+    /// `Set-Cookie` sticking client `client` to `replica` for the browser session.
+    pub fn set_cookie(&self, app: &str, replica: &str, client: u64) -> Option<HeaderValue> {
+        let client = hex::encode(client.to_be_bytes());
+        let tag = self.mac(app, replica, &client).finalize().into_bytes();
+        let value = format!("{replica}.{client}.{}", hex::encode(&tag[..TAG_BYTES]));
         HeaderValue::from_str(&set_cookie(
             &self.cookie_name(app),
             &value,
@@ -98,32 +120,40 @@ mod tests {
     #[test]
     fn a_signed_cookie_is_believed_and_a_forged_or_foreign_one_is_not() {
         let sticky = Sticky::new([7; 32], false);
-        let set = sticky.set_cookie("sales", "sales-00ab12").unwrap();
+        let set = sticky.set_cookie("sales", "sales-00ab12", 0xabc).unwrap();
         let pair = set.to_str().unwrap().split(';').next().unwrap().to_owned();
-        assert!(pair.starts_with("portico_replica_sales=sales-00ab12."));
+        assert!(pair.starts_with("portico_replica_sales=sales-00ab12.0000000000000abc."));
         let headers = with_cookie(&format!("theme=dark; {pair}"));
-        assert_eq!(sticky.replica(&headers, "sales"), Some("sales-00ab12"));
+        assert_eq!(
+            sticky.read(&headers, "sales"),
+            Some(Stuck {
+                replica: "sales-00ab12",
+                client: 0xabc
+            })
+        );
 
         let forged = pair.replace("sales-00ab12", "sales-ffffff");
-        assert_eq!(sticky.replica(&with_cookie(&forged), "sales"), None);
+        assert_eq!(sticky.read(&with_cookie(&forged), "sales"), None);
+        let other_client = pair.replace(".0000000000000abc.", ".0000000000000abd.");
+        assert_eq!(sticky.read(&with_cookie(&other_client), "sales"), None);
         let other_app = pair.replace("portico_replica_sales", "portico_replica_ops");
         assert_eq!(
-            sticky.replica(&with_cookie(&other_app), "ops"),
+            sticky.read(&with_cookie(&other_app), "ops"),
             None,
             "tags bind the app"
         );
         let other_key = Sticky::new([8; 32], false);
-        assert_eq!(other_key.replica(&headers, "sales"), None);
-        assert_eq!(
-            sticky.replica(&with_cookie("portico_replica_sales=x"), "sales"),
-            None
-        );
+        assert_eq!(other_key.read(&headers, "sales"), None);
+        for junk in ["x", "a.b", "a.b.c", "sales-1..00"] {
+            let cookie = format!("portico_replica_sales={junk}");
+            assert_eq!(sticky.read(&with_cookie(&cookie), "sales"), None);
+        }
     }
 
     #[test]
     fn under_tls_the_cookie_is_host_bound_and_secure() {
         let sticky = Sticky::new([7; 32], true);
-        let set = sticky.set_cookie("sales", "sales-1").unwrap();
+        let set = sticky.set_cookie("sales", "sales-1", 1).unwrap();
         let set = set.to_str().unwrap();
         assert!(set.starts_with("__Host-portico_replica_sales="), "{set}");
         assert!(set.contains("; Secure") && set.contains("HttpOnly") && set.contains("Path=/"));

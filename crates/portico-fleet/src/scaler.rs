@@ -66,7 +66,50 @@ mod tests {
             sessions_per_replica: 2,
             target_utilization: 1.0,
             scale_down_delay: Duration::from_secs(60),
+            warm: 0,
+            idle_timeout: Duration::from_secs(300),
+            start_wait: Duration::from_secs(60),
         }
+    }
+
+    #[test]
+    fn an_app_may_sleep_and_wakes_on_demand_or_keeps_warm_spares() {
+        let sleeping = ScaleSpec {
+            min: 0,
+            max: 1,
+            ..spec()
+        };
+        let mut scaler = Scaler::new(sleeping.clone());
+        let t0 = Instant::now();
+        assert_eq!(
+            scaler.decide(0, 0, t0),
+            Decision::Hold,
+            "asleep, nobody there"
+        );
+        assert_eq!(
+            scaler.decide(1, 0, t0),
+            Decision::Out(1),
+            "a request wakes it"
+        );
+        assert_eq!(scaler.decide(0, 1, t0), Decision::Hold);
+        assert_eq!(
+            scaler.decide(0, 1, t0 + Duration::from_secs(60)),
+            Decision::In,
+            "back to sleep after the delay"
+        );
+
+        let mut warm = Scaler::new(ScaleSpec {
+            warm: 1,
+            max: 3,
+            ..sleeping
+        });
+        assert_eq!(warm.decide(0, 0, t0), Decision::Out(1), "a spare at once");
+        assert_eq!(
+            warm.decide(1, 1, t0),
+            Decision::Out(2),
+            "a session takes it: another spare"
+        );
+        assert_eq!(warm.decide(6, 3, t0), Decision::Hold, "never above max");
     }
 
     #[test]

@@ -15,8 +15,10 @@ use crate::scaler::{Decision, Scaler};
 use portico_build::{launch_spec, Detected, EnvBuilder, LaunchSpec, PythonEnv};
 use portico_core::config::FleetConfig;
 use portico_core::routes::update_app;
+use portico_core::routes::RECENT_WINDOWS;
 use portico_core::{
-    AppSpec, AppStatus, Endpoint, Framework, PublicUrls, ReplicaState, SharedRoutes,
+    AppSpec, AppStatus, Demand, Endpoint, Framework, PublicUrls, ReplicaState, ScaleSpec,
+    SharedRoutes,
 };
 use portico_store::{ReplicaRow, Store};
 use std::collections::HashMap;
@@ -64,9 +66,11 @@ pub struct Fleet {
     supervisors: HashMap<String, Supervised>,
 }
 
-/// A supervisor task and the switch that stops it.
+/// A supervisor task, the switch that stops it, and its scaling rules (changed in place by
+/// a reload).
 struct Supervised {
     stop: watch::Sender<bool>,
+    scale: watch::Sender<ScaleSpec>,
     task: JoinHandle<()>,
 }
 
@@ -112,14 +116,28 @@ impl Fleet {
         let name = app.spec.name.clone();
         debug_assert!(!self.supervisors.contains_key(&name));
         let (stop, stop_rx) = watch::channel(false);
+        let (scale, scale_rx) = watch::channel(app.spec.scale.clone());
         let supervisor = Supervisor {
             context: self.context.clone(),
             app: Arc::new(app),
             stop: stop_rx,
             slot_replica: Arc::default(),
         };
-        let task = tokio::spawn(supervisor.run());
-        self.supervisors.insert(name, Supervised { stop, task });
+        let task = tokio::spawn(supervisor.run(scale_rx));
+        self.supervisors
+            .insert(name, Supervised { stop, scale, task });
+    }
+
+    /// Puts new scaling rules in force for a running app without restarting anything: the
+    /// autoscaler moves towards them at its next look. `false` if the app is not supervised.
+    pub fn rescale(&self, name: &str, spec: ScaleSpec) -> bool {
+        match self.supervisors.get(name) {
+            Some(supervised) => {
+                supervised.scale.send_replace(spec);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Stops supervising these apps (removed or changed by a reload): their replicas are
@@ -185,7 +203,7 @@ impl Supervisor {
         &self.app.spec.name
     }
 
-    async fn run(self) {
+    async fn run(self, scale: watch::Receiver<ScaleSpec>) {
         let launch = match self.prepare().await {
             Ok(launch) => launch,
             Err(reason) => {
@@ -201,43 +219,76 @@ impl Supervisor {
             }
         };
 
-        self.scale(&launch.0, release).await;
+        self.scale(&launch.0, release, scale).await;
         if !matches!(self.route_status(), Some(AppStatus::Failed(_))) {
             self.set_status(AppStatus::Stopped, None).await;
         }
     }
 
     /// Keeps `min` replicas, each in its own restart loop (a slot), and between `min` and
-    /// `max` adds and removes slots as the autoscaler decides, until shutdown.
-    async fn scale(&self, launch: &LaunchSpec, release: i64) {
-        let spec = self.app.spec.scale.clone();
+    /// `max` adds and removes slots as the autoscaler decides, until shutdown. With `min = 0`
+    /// the app sleeps without replicas until a request wants it.
+    async fn scale(
+        &self,
+        launch: &LaunchSpec,
+        release: i64,
+        mut rules: watch::Receiver<ScaleSpec>,
+    ) {
+        let demand = self.demand();
+        let mut scaler = Scaler::new(rules.borrow_and_update().clone());
+        let min = scaler.spec().min;
         // `min` always runs, whatever the cap: it is what the operator asked for.
-        self.context.slots.fetch_add(spec.min, Ordering::Relaxed);
-        let mut slots: Vec<Slot> = (0..spec.min)
-            .map(|_| self.spawn_slot(launch, release))
-            .collect();
+        self.context.slots.fetch_add(min, Ordering::Relaxed);
+        let mut slots: Vec<Slot> = (0..min).map(|_| self.spawn_slot(launch, release)).collect();
+        if slots.is_empty() && scaler.spec().warm == 0 {
+            self.set_status(AppStatus::Sleeping, None).await;
+            self.event(
+                None,
+                "sleeping",
+                "asleep until the first request (scale.min = 0)",
+            )
+            .await;
+        }
         let mut retired = JoinSet::new();
-        let mut scaler = Scaler::new(spec);
         // Said once each time the cap is reached, not every second while it holds.
         let mut at_cap = false;
         let mut stop = self.stop.clone();
         let mut tick = tokio::time::interval(SCALE_TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut window_started = Instant::now();
         loop {
+            let mut wanted = false;
+            let mut rules_changed = false;
             tokio::select! {
                 _ = stop.wait_for(|stop| *stop) => break,
                 _ = tick.tick() => {}
+                _ = demand.wanted() => wanted = true,
+                Ok(()) = rules.changed() => rules_changed = true,
             }
-            if scaler.spec().max == scaler.spec().min {
-                continue;
+            if rules_changed {
+                let spec = rules.borrow_and_update().clone();
+                let message = format!(
+                    "scaling rules changed: min {}, max {}, {} sessions per replica, {} warm",
+                    spec.min, spec.max, spec.sessions_per_replica, spec.warm
+                );
+                self.event(None, "rescaled", &message).await;
+                scaler = Scaler::new(spec);
             }
-            let sessions = self.sessions();
+            if window_started.elapsed() >= scaler.spec().idle_timeout / RECENT_WINDOWS as u32 {
+                self.forget_oldest_clients();
+                window_started = Instant::now();
+            }
+            let mut sessions = self.sessions(&demand);
+            // Someone asked for it just now, or scripts used it lately: it must not sleep.
+            if wanted || self.recently_used() {
+                sessions = sessions.max(1);
+            }
             let running = slots.len() as u32;
             match scaler.decide(sessions, running, Instant::now()) {
                 Decision::Hold => {}
                 Decision::Out(wanted) => {
-                    let to = self.within_global_cap(slots.len() as u32, wanted);
-                    if to <= slots.len() as u32 {
+                    let to = self.grow_to(running, wanted, scaler.spec().min);
+                    if to <= running {
                         if !at_cap {
                             at_cap = true;
                             let message = format!(
@@ -254,17 +305,22 @@ impl Supervisor {
                         slots.push(self.spawn_slot(launch, release));
                     }
                     let spec = scaler.spec();
-                    self.event(
-                        None,
-                        "scaled-out",
-                        &format!(
-                            "scaled out to {}: {sessions} sessions, {} per replica at {:.0} % target",
+                    let message = if running == 0 && sessions > 0 {
+                        "waking up: a request arrived while it slept".to_owned()
+                    } else {
+                        let warm = if spec.warm > 0 {
+                            format!(", {} kept warm", spec.warm)
+                        } else {
+                            String::new()
+                        };
+                        format!(
+                            "scaled out to {}: {sessions} sessions, {} per replica at {:.0} % target{warm}",
                             replicas(to as usize),
                             spec.sessions_per_replica,
                             spec.target_utilization * 100.0
-                        ),
-                    )
-                    .await;
+                        )
+                    };
+                    self.event(None, "scaled-out", &message).await;
                 }
                 Decision::In => {
                     let Some(index) = self.idle_slot(&slots) else {
@@ -272,17 +328,28 @@ impl Supervisor {
                     };
                     let slot = slots.swap_remove(index);
                     self.context.slots.fetch_sub(1, Ordering::Relaxed);
+                    if slots.is_empty() {
+                        // Out of the route before it stops, so that the next request wakes
+                        // the app instead of reaching a replica on its way out.
+                        if let Some(id) = slot.replica.lock().ok().and_then(|r| r.clone()) {
+                            self.remove_endpoint(&id);
+                        }
+                        self.set_status(AppStatus::Sleeping, None).await;
+                    }
                     let _ = slot.stop.send(true);
                     retired.spawn(slot.task);
-                    self.event(
-                        None,
-                        "scaled-in",
-                        &format!(
+                    let message = if slots.is_empty() {
+                        format!(
+                            "asleep: nobody used it for {}s; the next request starts it",
+                            (scaler.spec().idle_timeout + scaler.spec().scale_down_delay).as_secs()
+                        )
+                    } else {
+                        format!(
                             "scaled in to {}: {sessions} sessions",
                             replicas(slots.len())
-                        ),
-                    )
-                    .await;
+                        )
+                    };
+                    self.event(None, "scaled-in", &message).await;
                 }
             }
             while retired.try_join_next().is_some() {}
@@ -297,6 +364,16 @@ impl Supervisor {
             let _ = slot.task.await;
         }
         while retired.join_next().await.is_some() {}
+    }
+
+    /// Grows from `running` towards `wanted`: up to `min` always, beyond it within the
+    /// global cap. Returns the size it may grow to, with the places reserved.
+    fn grow_to(&self, running: u32, wanted: u32, min: u32) -> u32 {
+        let floor = running.max(min.min(wanted));
+        self.context
+            .slots
+            .fetch_add(floor - running, Ordering::Relaxed);
+        self.within_global_cap(floor, wanted)
     }
 
     /// Reserves room for the app to grow from `running` towards `wanted` without the fleet
@@ -332,21 +409,46 @@ impl Supervisor {
         }
     }
 
-    /// Sessions on the app now: its open WebSockets.
-    fn sessions(&self) -> usize {
+    /// Where requests wait for this app while no replica is ready.
+    fn demand(&self) -> Arc<Demand> {
         let table = self.context.routes.load();
-        table.get(self.name()).map_or(0, |route| {
-            route
-                .endpoints
-                .iter()
-                .map(|e| e.load.websockets.load(std::sync::atomic::Ordering::Relaxed))
-                .sum()
-        })
+        table
+            .get(self.name())
+            .map(|route| route.demand.clone())
+            .unwrap_or_default()
+    }
+
+    /// Sessions on the app now: each replica's open WebSockets or recently active browsers
+    /// (whichever is more), and the requests waiting for a replica.
+    fn sessions(&self, demand: &Demand) -> usize {
+        let table = self.context.routes.load();
+        let serving = table.get(self.name()).map_or(0, |route| {
+            route.endpoints.iter().map(|e| e.load.sessions()).sum()
+        });
+        serving + demand.waiting()
+    }
+
+    /// Whether any request (cookie or not) reached it within the idle timeout.
+    fn recently_used(&self) -> bool {
+        let table = self.context.routes.load();
+        table
+            .get(self.name())
+            .is_some_and(|route| route.endpoints.iter().any(|e| e.load.recent.active()))
+    }
+
+    /// Moves every replica's record of recent clients on by one window.
+    fn forget_oldest_clients(&self) {
+        let table = self.context.routes.load();
+        if let Some(route) = table.get(self.name()) {
+            for endpoint in route.endpoints.iter() {
+                endpoint.load.recent.advance();
+            }
+        }
     }
 
     /// A slot that may be stopped without cutting anyone off: one whose replica is not
-    /// serving (starting, or waiting to restart), else one whose replica has no WebSocket and
-    /// no request in flight.
+    /// serving (starting, or waiting to restart), else the one with the fewest recent
+    /// clients among those with no WebSocket and no request in flight.
     fn idle_slot(&self, slots: &[Slot]) -> Option<usize> {
         let table = self.context.routes.load();
         let route = table.get(self.name())?;
@@ -360,7 +462,11 @@ impl Supervisor {
             .or_else(|| {
                 slots
                     .iter()
-                    .position(|slot| endpoint_of(slot).is_some_and(|e| e.load.total() == 0))
+                    .enumerate()
+                    .filter_map(|(i, slot)| Some((i, endpoint_of(slot)?)))
+                    .filter(|(_, e)| e.load.total() == 0)
+                    .min_by_key(|(_, e)| e.load.recent.count())
+                    .map(|(i, _)| i)
             })
     }
 
@@ -739,6 +845,7 @@ impl Supervisor {
         update_app(&self.context.routes, self.name(), |route| {
             route.status = status.clone();
         });
+        self.demand().changed();
     }
 
     /// The app's status as the route table has it.
@@ -770,6 +877,7 @@ impl Supervisor {
             route.mount = mount;
             route.framework = Some(self.app.detected.framework);
         });
+        self.demand().changed();
         gauge(self.name(), self.ready_replicas());
     }
 

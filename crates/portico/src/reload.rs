@@ -210,15 +210,23 @@ impl Reloader {
                     to_stop.push(name);
                     to_start.push(app);
                 }
-                Some(before) if route_differs(before, app, &live.config.limits, limits) => {
-                    outcome
-                        .applied
-                        .push(format!("app \"{name}\": new access, address or size rules"));
-                    if before.spec.title != app.spec.title {
-                        retitled.push((name, &app.spec.title));
+                Some(before) => {
+                    if route_differs(before, app, &live.config.limits, limits) {
+                        outcome
+                            .applied
+                            .push(format!("app \"{name}\": new access, address or size rules"));
+                        if before.spec.title != app.spec.title {
+                            retitled.push((name, &app.spec.title));
+                        }
+                    }
+                    if before.spec.scale != app.spec.scale
+                        && live.fleet.rescale(name, app.spec.scale.clone())
+                    {
+                        outcome
+                            .applied
+                            .push(format!("app \"{name}\": new scaling rules"));
                     }
                 }
-                Some(_) => {}
             }
         }
         let removed: Vec<&str> = live
@@ -254,6 +262,8 @@ impl Reloader {
                             route.status = running.status.clone();
                             route.mount = running.mount;
                             route.endpoints = running.endpoints.clone();
+                            // The supervisor listens on it.
+                            route.demand = running.demand.clone();
                         }
                         route
                     })
@@ -300,6 +310,8 @@ pub fn app_route(app: &PreparedApp, limits: &LimitsConfig, urls: &PublicUrls) ->
         frame_policy: urls
             .frame_policy(&spec.frame_ancestors)
             .map(bytes::Bytes::from),
+        demand: Arc::default(),
+        start_wait: spec.scale.start_wait,
     }
 }
 
@@ -355,6 +367,8 @@ fn runs_differently(old: &PreparedApp, new: &PreparedApp) -> bool {
     old_spec
         .frame_ancestors
         .clone_from(&new_spec.frame_ancestors);
+    // The supervisor takes new scaling rules in place.
+    old_spec.scale = new_spec.scale.clone();
     old_spec != *new_spec || old.detected != new.detected
 }
 
@@ -370,6 +384,7 @@ fn route_differs(
         || a.access != b.access
         || a.firewall != b.firewall
         || a.frame_ancestors != b.frame_ancestors
+        || a.scale.start_wait != b.scale.start_wait
         || a.max_body_bytes.unwrap_or(old_limits.max_body_bytes)
             != b.max_body_bytes.unwrap_or(new_limits.max_body_bytes)
 }

@@ -109,3 +109,81 @@ async fn the_global_replica_cap_holds_across_apps() {
     assert_eq!(ready_replicas(&portico), 2, "no third one");
     assert_eq!(portico.ready_replicas("sales").len(), 1);
 }
+
+/// A browser-like client with its own cookie jar (a Dash or Flask user: no WebSocket).
+fn http_client(portico: &Portico) -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .resolve("sales.localhost", ([127, 0, 0, 1], portico.port).into())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn browsers_without_websockets_count_as_sessions_until_they_go_quiet() {
+    let app = AppConfig::new("sales", portico_testkit::fixtures_dir().join("echo")).with(
+        "scale = { min = 1, max = 3, sessions_per_replica = 2, target_utilization = 1.0, idle_timeout_secs = 4, scale_down_delay_secs = 1 }",
+    );
+    let portico = Portico::start(BIN, PorticoConfig::default().with_app(app)).await;
+    let url = portico.app_host_url("sales");
+    // Five people, each loading the page and then using it: five sessions.
+    let people: Vec<reqwest::Client> = (0..5).map(|_| http_client(&portico)).collect();
+    for person in &people {
+        for _ in 0..2 {
+            let response = person.get(&url).send().await.unwrap();
+            assert_eq!(response.status(), 200);
+        }
+    }
+    eventually(
+        "three replicas for five browsers",
+        Duration::from_secs(60),
+        || async { (portico.ready_replicas("sales").len() == 3).then_some(()) },
+    )
+    .await;
+    assert!(
+        portico
+            .log()
+            .contains("scaled out to 3 replicas: 5 sessions"),
+        "{}",
+        portico.log()
+    );
+    // Quiet for the idle timeout: their sessions end, and the app shrinks back.
+    eventually("back to one replica", Duration::from_secs(60), || async {
+        (portico.ready_replicas("sales").len() == 1).then_some(())
+    })
+    .await;
+    assert!(
+        portico.log().contains("scaled in to 1 replica: 0 sessions"),
+        "{}",
+        portico.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn new_scaling_rules_apply_on_reload_without_restarting_the_app() {
+    let app = AppConfig::new("sales", portico_testkit::fixtures_dir().join("echo"))
+        .with("scale = { min = 1 }");
+    let portico = Portico::start(BIN, PorticoConfig::default().with_app(app)).await;
+    let before = portico.ready_replicas("sales");
+    assert_eq!(before.len(), 1);
+    let config = std::fs::read_to_string(&portico.config_path).unwrap();
+    std::fs::write(
+        &portico.config_path,
+        config.replace("scale = { min = 1 }", "scale = { min = 2 }"),
+    )
+    .unwrap();
+    let reloaded = portico.cli(&["reload"]);
+    let said = String::from_utf8_lossy(&reloaded.stdout);
+    assert!(reloaded.status.success(), "{said}");
+    assert!(said.contains("app \"sales\": new scaling rules"), "{said}");
+    assert!(!said.contains("restarting"), "{said}");
+    let after = eventually("two replicas", Duration::from_secs(60), || async {
+        let ready = portico.ready_replicas("sales");
+        (ready.len() == 2).then_some(ready)
+    })
+    .await;
+    assert!(
+        after.contains(&before[0]),
+        "the first replica kept running: {before:?} → {after:?}"
+    );
+}

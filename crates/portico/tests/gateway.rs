@@ -218,7 +218,7 @@ async fn metrics_can_have_a_listener_of_their_own() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_dashboard_that_is_starting_shows_a_page_that_refreshes_itself_then_the_dashboard() {
+async fn a_dashboard_that_is_starting_shows_a_page_that_waits_for_it_then_the_dashboard() {
     // A server that takes a few seconds to start listening, like a dashboard loading its data.
     let slow = AppConfig::new("slow", fixtures_dir().join("echo"))
         .with("framework = \"command\"")
@@ -230,7 +230,12 @@ async fn a_dashboard_that_is_starting_shows_a_page_that_refreshes_itself_then_th
     // Right after start-up the app may still be "being prepared" for a few milliseconds.
     let wait = std::time::Duration::from_secs(3);
     let (headers, page) = portico_testkit::eventually("the starting page", wait, || async {
-        let response = client.get(portico.app_host_url("slow")).send().await.ok()?;
+        let response = client
+            .get(portico.app_host_url("slow"))
+            .header("accept", "text/html")
+            .send()
+            .await
+            .ok()?;
         assert_eq!(response.status(), 503);
         let headers = response.headers().clone();
         let page = response.text().await.ok()?;
@@ -238,25 +243,24 @@ async fn a_dashboard_that_is_starting_shows_a_page_that_refreshes_itself_then_th
             .then_some((headers, page))
     })
     .await;
-    assert_eq!(headers["retry-after"], "2");
+    assert_eq!(headers["retry-after"], "5");
     assert!(
-        page.contains(r#"<meta http-equiv="refresh" content="2">"#),
-        "{page}"
+        page.contains(r#"<noscript><meta http-equiv="refresh" content="5"></noscript>"#),
+        "without JavaScript it refreshes itself: {page}"
     );
-    assert!(page.contains("This page refreshes by itself"), "{page}");
+    assert!(page.contains("It opens here by itself"), "{page}");
     let ready = readyz(&portico).await;
     assert_eq!(
         ready["ready"], false,
         "not ready while an app is starting: {ready}"
     );
 
-    portico_testkit::eventually(
-        "the dashboard itself",
-        std::time::Duration::from_secs(30),
-        || async {
-            let response = client.get(portico.app_host_url("slow")).send().await.ok()?;
-            (response.status() == 200).then_some(())
-        },
-    )
-    .await;
+    // A program's request is held until the dashboard answers it.
+    let held = client
+        .get(portico.app_host_url("slow"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(held.status(), 200);
+    assert!(held.text().await.unwrap().contains("Directory listing"));
 }

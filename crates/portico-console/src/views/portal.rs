@@ -63,6 +63,7 @@ pub async fn page(
                 AppStatus::Starting => "Starting…".into(),
                 AppStatus::Building => "Preparing…".into(),
                 AppStatus::Stopped => "Stopped".into(),
+                AppStatus::Sleeping => "Starts when opened".into(),
                 AppStatus::Failed(_) => "Unavailable".into(),
             },
             host_url: state.urls.app_host(&route.name),

@@ -119,7 +119,7 @@ pub(super) fn limits(raw: RawLimits, problems: &mut Vec<Problem>) -> LimitsConfi
 
 /// A duration key in whole seconds: its value (or the default), with a problem naming the
 /// range and the default when it is outside the range (then the nearest end is used).
-fn seconds(
+pub(super) fn seconds(
     key: &str,
     value: Option<u64>,
     default: Duration,

@@ -185,6 +185,9 @@ pub struct Scale {
     pub sessions_per_replica: Option<u32>,
     pub target_utilization: Option<f64>,
     pub scale_down_delay_secs: Option<u64>,
+    pub warm: Option<u32>,
+    pub idle_timeout_secs: Option<u64>,
+    pub start_wait_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]

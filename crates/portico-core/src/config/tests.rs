@@ -337,10 +337,12 @@ fn acme_defaults_to_lets_encrypt_and_its_challenge_must_be_answerable() {
 #[test]
 fn scale_bounds_are_checked_and_the_autoscaler_counts_from_them() {
     let message = errors(
-        "[[apps]]\nname = \"sales\"\nsource = \"app\"\nscale = { min = 0, max = 100, sessions_per_replica = 0, target_utilization = 1.5 }\n",
+        "[[apps]]\nname = \"sales\"\nsource = \"app\"\nscale = { min = 65, max = 100, sessions_per_replica = 0, target_utilization = 1.5, warm = 70, start_wait_secs = 0 }\n",
     );
     for expected in [
-        "apps[0].scale.min = 0 is out of range; write 1 to 64",
+        "apps[0].scale.min = 65 is out of range; write 0 (sleep while unused) to 64",
+        "apps[0].scale.warm = 70 is more than max (64)",
+        "apps[0].scale.start_wait_secs = 0 is out of range; write 1 to 600",
         "apps[0].scale.max = 100 is out of range",
         "apps[0].scale.sessions_per_replica = 0",
         "apps[0].scale.target_utilization = 1.5 is out of range",
@@ -360,6 +362,32 @@ fn scale_bounds_are_checked_and_the_autoscaler_counts_from_them() {
     assert_eq!(scale.replicas_for(9), 2);
     assert_eq!(scale.replicas_for(17), 3);
     assert_eq!(scale.replicas_for(1000), 5, "never above max");
+
+    let config = Config::parse(
+        &path,
+        "[[apps]]\nname = \"sales\"\nsource = \"app\"\nscale = { min = 0, warm = 1, max = 3 }\n",
+    )
+    .unwrap();
+    let scale = &config.apps[0].scale;
+    assert_eq!(
+        scale.replicas_for(0),
+        1,
+        "one warm spare while nobody is on"
+    );
+    assert_eq!(scale.replicas_for(1), 2, "a spare beside the busy replica");
+    assert_eq!(scale.idle_timeout, std::time::Duration::from_secs(300));
+    let config = Config::parse(
+        &path,
+        "[[apps]]\nname = \"sales\"\nsource = \"app\"\nscale = { min = 0 }\n",
+    )
+    .unwrap();
+    let scale = &config.apps[0].scale;
+    assert_eq!(
+        (scale.min, scale.max),
+        (0, 1),
+        "a sleeping app wakes to one replica"
+    );
+    assert_eq!(scale.replicas_for(0), 0);
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Checks that serde cannot make, collecting every problem rather than stopping at the first.
 
+use super::limits::seconds;
 use super::raw;
 use super::{
     AppSpec, AuthConfig, BuildConfig, Config, FleetConfig, Installer, MfaPolicy, Problem,
@@ -533,20 +534,46 @@ const MAX_REPLICAS: u32 = 64;
 
 fn scale(key: &str, raw: raw::Scale, problems: &mut Vec<Problem>) -> ScaleSpec {
     let min = raw.min.unwrap_or(1);
-    if !(1..=MAX_REPLICAS).contains(&min) {
+    if min > MAX_REPLICAS {
         problems.push(Problem::new(
             format!("{key}.min"),
-            format!("= {min} is out of range; write 1 to {MAX_REPLICAS}, e.g. 2"),
+            format!(
+                "= {min} is out of range; write 0 (sleep while unused) to {MAX_REPLICAS}, e.g. 2"
+            ),
         ));
     }
-    let min = min.clamp(1, MAX_REPLICAS);
-    let max = raw.max.unwrap_or(min);
-    if !(min..=MAX_REPLICAS).contains(&max) {
+    let min = min.min(MAX_REPLICAS);
+    // An app that may sleep still needs one replica when it is used.
+    let floor = min.max(1);
+    let max = raw.max.unwrap_or(floor);
+    if !(floor..=MAX_REPLICAS).contains(&max) {
         problems.push(Problem::new(
             format!("{key}.max"),
-            format!("= {max} is out of range; write {min} (min) to {MAX_REPLICAS}"),
+            format!("= {max} is out of range; write {floor} to {MAX_REPLICAS}"),
         ));
     }
+    let max = max.clamp(floor, MAX_REPLICAS);
+    let warm = raw.warm.unwrap_or(0);
+    if warm > max {
+        problems.push(Problem::new(
+            format!("{key}.warm"),
+            format!("= {warm} is more than max ({max}); write how many idle replicas to keep ready, 0 to {max}"),
+        ));
+    }
+    let idle_timeout = seconds(
+        &format!("{key}.idle_timeout_secs"),
+        raw.idle_timeout_secs,
+        Duration::from_secs(300),
+        1..=86_400,
+        problems,
+    );
+    let start_wait = seconds(
+        &format!("{key}.start_wait_secs"),
+        raw.start_wait_secs,
+        Duration::from_secs(60),
+        1..=600,
+        problems,
+    );
     let sessions = raw.sessions_per_replica.unwrap_or(20);
     if sessions == 0 {
         problems.push(Problem::new(
@@ -563,7 +590,10 @@ fn scale(key: &str, raw: raw::Scale, problems: &mut Vec<Problem>) -> ScaleSpec {
     }
     ScaleSpec {
         min,
-        max: max.clamp(min, MAX_REPLICAS),
+        max,
+        warm: warm.min(max),
+        idle_timeout,
+        start_wait,
         sessions_per_replica: sessions.max(1),
         target_utilization: if target > 0.0 && target <= 1.0 {
             target
