@@ -160,6 +160,9 @@ pub struct FleetConfig {
     /// Replicas across all apps beyond which the autoscaler adds none (each app's `min`
     /// always runs).
     pub max_replicas: u32,
+    /// Whether replicas keep running when Portico stops or dies, to be adopted by its next
+    /// start (users keep their sessions across a restart).
+    pub keep_replicas_on_exit: bool,
 }
 
 /// One dashboard, as declared in the config.

@@ -13,5 +13,5 @@ pub mod scaler;
 pub mod supervisor;
 
 pub use process::ProcessRuntime;
-pub use runtime::{Exit, Replica, ReplicaSpec, Runtime, StartError};
+pub use runtime::{Adoptable, Exit, Replica, ReplicaSpec, Runtime, StartError};
 pub use supervisor::{Fleet, PreparedApp};

@@ -1,29 +1,26 @@
-//! A replica's output: written to a size-bounded file (one rotation) for `portico logs`, and
-//! the last lines kept in memory so that a failure can say what the app printed.
+//! A replica's output: the process writes straight into its log file (not through a pipe to
+//! Portico), so that a replica kept across a restart of Portico never writes into a closed
+//! pipe. The file is kept to a bounded size by copy-and-truncate (as logrotate's
+//! `copytruncate`: the app appends, so it carries on at the start of the emptied file), with
+//! one older copy. A failure quotes the file's last lines.
 
-use std::collections::VecDeque;
-use std::io::Write;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
-/// A log file reaching this size is moved to `<name>.1` and a new one begun.
+/// A log file reaching this size is copied to `<name>.1` and emptied.
 pub const MAX_LOG_BYTES: u64 = 8 * 1024 * 1024;
-const TAIL_LINES: usize = 200;
+/// How much of the file's end is read for its last lines.
+const TAIL_BYTES: u64 = 64 * 1024;
 
-struct Inner {
-    file: Option<std::fs::File>,
-    written: u64,
-    tail: VecDeque<String>,
-}
-
-/// Shared by the stdout and stderr readers of one replica.
-#[derive(Clone)]
+/// One replica's log file.
 pub struct LogSink {
     path: PathBuf,
-    inner: Arc<Mutex<Inner>>,
+    file: File,
 }
 
 impl LogSink {
+    /// Opens (appending to) the replica's log file.
     pub fn create(path: &Path) -> std::io::Result<LogSink> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
@@ -32,55 +29,58 @@ impl LogSink {
             .create(true)
             .append(true)
             .open(path)?;
-        let written = file.metadata().map(|m| m.len()).unwrap_or(0);
         Ok(LogSink {
             path: path.to_owned(),
-            inner: Arc::new(Mutex::new(Inner {
-                file: Some(file),
-                written,
-                tail: VecDeque::new(),
-            })),
+            file,
         })
     }
 
-    /// Appends one line (without its newline).
-    pub fn line(&self, line: &str) {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if inner.written >= MAX_LOG_BYTES {
-            inner.file = None;
-            let rotated = self.path.with_extension("log.1");
-            let _ = std::fs::rename(&self.path, rotated);
-            inner.file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-                .ok();
-            inner.written = 0;
-        }
-        if let Some(file) = inner.file.as_mut() {
-            if file
-                .write_all(line.as_bytes())
-                .and_then(|_| file.write_all(b"\n"))
-                .is_ok()
-            {
-                inner.written += line.len() as u64 + 1;
-            }
-        }
-        if inner.tail.len() == TAIL_LINES {
-            inner.tail.pop_front();
-        }
-        inner.tail.push_back(line.to_owned());
+    /// A handle for the process's standard output or error (appending, like Portico's own).
+    pub fn output(&self) -> std::io::Result<File> {
+        self.file.try_clone()
     }
 
-    pub fn tail(&self, lines: usize) -> Vec<String> {
-        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner
-            .tail
-            .iter()
-            .skip(inner.tail.len().saturating_sub(lines))
-            .cloned()
-            .collect()
+    /// Appends one line of Portico's own (without its newline).
+    pub fn line(&self, line: &str) {
+        let mut text = String::with_capacity(line.len() + 1);
+        text.push_str(line);
+        text.push('\n');
+        // One write, so that it is not interleaved with the app's output.
+        let _ = (&self.file).write_all(text.as_bytes());
     }
+
+    /// Copies the file to `<name>.1` and empties it once it has reached [`MAX_LOG_BYTES`].
+    /// Lines the app writes between the copy and the truncation are lost (rarely a few).
+    pub fn rotate_if_large(&self) {
+        let large = self.file.metadata().is_ok_and(|m| m.len() >= MAX_LOG_BYTES);
+        if large && std::fs::copy(&self.path, self.path.with_extension("log.1")).is_ok() {
+            let _ = self.file.set_len(0);
+        }
+    }
+
+    /// The last `lines` lines of the file.
+    pub fn tail(&self, lines: usize) -> Vec<String> {
+        last_lines(&self.path, lines).unwrap_or_default()
+    }
+}
+
+fn last_lines(path: &Path, lines: usize) -> std::io::Result<Vec<String>> {
+    let mut file = File::open(path)?;
+    let length = file.metadata()?.len();
+    let start = length.saturating_sub(TAIL_BYTES);
+    file.seek(SeekFrom::Start(start))?;
+    let mut bytes = Vec::new();
+    file.take(TAIL_BYTES).read_to_end(&mut bytes)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let mut all: Vec<&str> = text.lines().collect();
+    if start > 0 && !all.is_empty() {
+        // The first line read is probably cut.
+        all.remove(0);
+    }
+    Ok(all[all.len().saturating_sub(lines)..]
+        .iter()
+        .map(|l| (*l).to_owned())
+        .collect())
 }
 
 /// Keeps the newest `keep` replica logs in a folder and removes the rest.
@@ -112,12 +112,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.log");
         let sink = LogSink::create(&path).unwrap();
+        // The app writes through its own handle, as a child process would.
+        let mut app = sink.output().unwrap();
         let line = "x".repeat(1023);
         for _ in 0..(MAX_LOG_BYTES / 1024 + 10) {
-            sink.line(&line);
+            writeln!(app, "{line}").unwrap();
         }
-        assert!(std::fs::metadata(&path).unwrap().len() < MAX_LOG_BYTES);
-        assert!(dir.path().join("r.log.1").exists());
-        assert_eq!(sink.tail(3).len(), 3);
+        sink.rotate_if_large();
+        assert!(std::fs::metadata(dir.path().join("r.log.1")).unwrap().len() >= MAX_LOG_BYTES);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        writeln!(app, "after").unwrap();
+        sink.line("[portico] exited");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "after\n[portico] exited\n",
+            "the app carries on at the start of the emptied file"
+        );
+        assert_eq!(sink.tail(1), vec!["[portico] exited"]);
+        assert_eq!(sink.tail(5).len(), 2);
     }
 }

@@ -1,16 +1,21 @@
 //! The process runtime: each replica is a child process in its own process group, listening
 //! on a free loopback port.
 //!
-//! No replica may outlive Portico, however Portico ends:
-//! - a clean stop sends SIGTERM to the replica's whole group, then SIGKILL after the grace;
-//! - each child asks the kernel for SIGKILL when Portico dies (`PR_SET_PDEATHSIG`), which
-//!   covers `kill -9` of Portico;
+//! Replicas write their output straight into their log file, so they can outlive Portico.
+//! Whether they may (`fleet.keep_replicas_on_exit`) is the operator's choice:
+//! - by default none outlives Portico: a clean stop sends SIGTERM to each replica's whole
+//!   group, then SIGKILL after the grace, and each child asks the kernel for SIGKILL when
+//!   Portico dies (`PR_SET_PDEATHSIG`), which covers `kill -9` of Portico;
+//! - when kept, replicas run on through a stop or a crash of Portico, and the next start
+//!   [adopts](ProcessRuntime::adopt) them: the process must still carry this instance's
+//!   mark and the replica's id in its environment (a reused pid does not), and its exit is
+//!   then watched through a pidfd, since it is no longer Portico's child.
 //! - every replica carries `PORTICO_INSTANCE=<data dir>` in its environment, and at start-up
-//!   [`recover_orphans`] kills any process still carrying this instance's mark (grandchildren
-//!   that escaped the first two, for instance after a power cut of the parent only).
+//!   [`recover_orphans`] kills any process still carrying this instance's mark that is not
+//!   a replica about to be adopted (grandchildren that escaped, for instance).
 
 use crate::logs::{prune_old_logs, LogSink};
-use crate::runtime::{Exit, Replica, ReplicaSpec, Runtime, StartError};
+use crate::runtime::{Adoptable, Exit, Replica, ReplicaSpec, Runtime, StartError};
 use async_trait::async_trait;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
@@ -18,9 +23,8 @@ use portico_build::substitute_port;
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Stdio;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 use tokio::sync::watch;
 
@@ -60,25 +64,45 @@ const INHERITED_ENV: &[&str] = &[
 /// Replica logs kept per app folder.
 const KEEP_LOGS: usize = 10;
 
+/// How often a replica's log file is checked against its size limit.
+const LOG_CHECK_INTERVAL: Duration = Duration::from_secs(30);
+
 struct Running {
     pgid: Pid,
     exited: watch::Receiver<Option<Exit>>,
-    log: LogSink,
+    log: Arc<LogSink>,
 }
 
 /// Runs replicas as local processes.
 pub struct ProcessRuntime {
     instance: String,
+    /// Whether replicas may outlive Portico (no parent-death signal).
+    outlive_portico: bool,
     replicas: Mutex<HashMap<String, Running>>,
 }
 
 impl ProcessRuntime {
-    /// `instance` identifies this Portico (its data folder) for orphan recovery.
-    pub fn new(instance: impl Into<String>) -> ProcessRuntime {
+    /// `instance` identifies this Portico (its data folder) for orphan recovery;
+    /// `outlive_portico`: whether replicas keep running when Portico ends.
+    pub fn new(instance: impl Into<String>, outlive_portico: bool) -> ProcessRuntime {
         ProcessRuntime {
             instance: instance.into(),
+            outlive_portico,
             replicas: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn register(
+        &self,
+        id: &str,
+        pgid: Pid,
+        exited: watch::Receiver<Option<Exit>>,
+        log: Arc<LogSink>,
+    ) {
+        self.replicas
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_owned(), Running { pgid, exited, log });
     }
 
     fn entry<T>(&self, id: &str, f: impl FnOnce(&Running) -> T) -> Option<T> {
@@ -110,9 +134,12 @@ impl Runtime for ProcessRuntime {
         if let Some(dir) = spec.log_path.parent() {
             prune_old_logs(dir, KEEP_LOGS);
         }
-        let log = LogSink::create(&spec.log_path).map_err(|e| {
+        let cannot_open = |e: std::io::Error| {
             StartError::Prepare(format!("cannot open {}: {e}", spec.log_path.display()))
-        })?;
+        };
+        let log = Arc::new(LogSink::create(&spec.log_path).map_err(cannot_open)?);
+        let stdout = log.output().map_err(cannot_open)?;
+        let stderr = log.output().map_err(cannot_open)?;
 
         let mut command = Command::new(&launch.program);
         command
@@ -129,19 +156,22 @@ impl Runtime for ProcessRuntime {
             .env(INSTANCE_VAR, &self.instance)
             .env(REPLICA_VAR, &spec.id)
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stdout(stdout)
+            .stderr(stderr)
             .process_group(0);
-        // SAFETY: only async-signal-safe calls (prctl, getppid, kill) between fork and exec.
-        unsafe {
-            command.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-                // Portico may have died between fork and prctl: then do not run at all.
-                if nix::unistd::getppid() == Pid::from_raw(1) {
-                    let _ = nix::sys::signal::raise(Signal::SIGKILL);
-                }
-                Ok(())
-            });
+        if !self.outlive_portico {
+            // SAFETY: only async-signal-safe calls (prctl, getppid, kill) between fork and
+            // exec.
+            unsafe {
+                command.pre_exec(|| {
+                    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+                    // Portico may have died between fork and prctl: then do not run at all.
+                    if nix::unistd::getppid() == Pid::from_raw(1) {
+                        let _ = nix::sys::signal::raise(Signal::SIGKILL);
+                    }
+                    Ok(())
+                });
+            }
         }
         let mut child = command.spawn().map_err(|source| match source.kind() {
             std::io::ErrorKind::NotFound => StartError::ProgramMissing {
@@ -161,42 +191,22 @@ impl Runtime for ProcessRuntime {
             spec.id
         ));
 
-        // The exit is reported only after the output readers have drained the pipes, so a
-        // crash's last words are in the log (and the failure reason) when it is noticed.
-        let mut readers = Vec::new();
-        if let Some(out) = child.stdout.take() {
-            readers.push(tokio::spawn(copy_lines(out, log.clone())));
-        }
-        if let Some(err) = child.stderr.take() {
-            readers.push(tokio::spawn(copy_lines(err, log.clone())));
-        }
         let (exit_tx, exit_rx) = watch::channel(None);
         let waiter_log = log.clone();
         tokio::spawn(async move {
-            let description = match child.wait().await {
+            let waited = child.wait();
+            let status = keep_log_bounded(waited, &waiter_log).await;
+            let description = match status {
                 Ok(status) => describe_exit(status),
                 Err(e) => format!("lost track of the process: {e}"),
             };
-            // The app's own children (gunicorn workers, say) go with it, closing the pipes.
+            // The app's own children (gunicorn workers, say) go with it.
             let _ = killpg(pgid, Signal::SIGKILL);
-            for reader in readers {
-                let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;
-            }
             waiter_log.line(&format!("[portico] {description}"));
             let _ = exit_tx.send(Some(Exit { description }));
         });
 
-        self.replicas
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                spec.id.clone(),
-                Running {
-                    pgid,
-                    exited: exit_rx.clone(),
-                    log,
-                },
-            );
+        self.register(&spec.id, pgid, exit_rx.clone(), log);
         Ok(Replica {
             id: spec.id.clone(),
             endpoint: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
@@ -229,6 +239,53 @@ impl Runtime for ProcessRuntime {
             .remove(id);
     }
 
+    async fn adopt(&self, replica: &Adoptable) -> Result<Replica, String> {
+        let pid = replica.pid.ok_or("no process was recorded for it")?;
+        let marks = [
+            format!("{INSTANCE_VAR}={}", self.instance),
+            format!("{REPLICA_VAR}={}", replica.id),
+        ];
+        // The replica's id is random per start: a reused pid does not carry it.
+        let environment = std::fs::read(format!("/proc/{pid}/environ"))
+            .map_err(|_| format!("its process {pid} is gone"))?;
+        let carries = |mark: &String| {
+            environment
+                .split(|b| *b == 0)
+                .any(|var| var == mark.as_bytes())
+        };
+        if !marks.iter().all(carries) {
+            return Err(format!("process {pid} is no longer this replica"));
+        }
+        let exit = ExitWatch::open(pid).map_err(|e| format!("cannot watch process {pid}: {e}"))?;
+        let log = Arc::new(
+            LogSink::create(&replica.log_path)
+                .map_err(|e| format!("cannot open {}: {e}", replica.log_path.display()))?,
+        );
+        log.line(&format!(
+            "[portico] adopted {} (pid {pid}) after a restart of Portico",
+            replica.id
+        ));
+        let pgid = Pid::from_raw(pid as i32);
+        let (exit_tx, exit_rx) = watch::channel(None);
+        let waiter_log = log.clone();
+        tokio::spawn(async move {
+            let description = match keep_log_bounded(exit.exited(), &waiter_log).await {
+                Ok(()) => "exited (its exit status is unknown: it was started by an earlier run of Portico)".to_owned(),
+                Err(e) => format!("lost track of the process: {e}"),
+            };
+            let _ = killpg(pgid, Signal::SIGKILL);
+            waiter_log.line(&format!("[portico] {description}"));
+            let _ = exit_tx.send(Some(Exit { description }));
+        });
+        self.register(&replica.id, pgid, exit_rx.clone(), log);
+        Ok(Replica {
+            id: replica.id.clone(),
+            endpoint: replica.endpoint,
+            pid: Some(pid),
+            exited: exit_rx,
+        })
+    }
+
     fn log_tail(&self, id: &str, lines: usize) -> Vec<String> {
         self.entry(id, |r| r.log.tail(lines)).unwrap_or_default()
     }
@@ -243,10 +300,43 @@ impl Runtime for ProcessRuntime {
     }
 }
 
-async fn copy_lines(stream: impl AsyncRead + Unpin, log: LogSink) {
-    let mut lines = BufReader::new(stream).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        log.line(&line);
+/// Waits for `exit`, keeping the replica's log within its size meanwhile.
+async fn keep_log_bounded<T>(exit: impl std::future::Future<Output = T>, log: &LogSink) -> T {
+    tokio::pin!(exit);
+    loop {
+        tokio::select! {
+            done = &mut exit => return done,
+            _ = tokio::time::sleep(LOG_CHECK_INTERVAL) => log.rotate_if_large(),
+        }
+    }
+}
+
+/// The exit of a process that is not Portico's child, through a pidfd (Linux 5.3): it
+/// becomes readable when the process ends, so nothing polls.
+struct ExitWatch {
+    fd: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
+}
+
+impl ExitWatch {
+    fn open(pid: u32) -> std::io::Result<ExitWatch> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: the descriptor was just created and is owned by nothing else.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
+        // SAFETY: an OwnedFd stays open, and is the same descriptor, for as long as it lives.
+        let fd = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+        }
+        .map_err(std::io::Error::from)?;
+        Ok(ExitWatch { fd })
+    }
+
+    async fn exited(self) -> std::io::Result<()> {
+        self.fd.readable().await.map(|_| ())
     }
 }
 
@@ -273,13 +363,24 @@ fn free_port() -> std::io::Result<u16> {
 }
 
 /// Kills every process left over from an earlier run of this instance (see the module
-/// comment); returns their pids.
-pub fn recover_orphans(instance: &str) -> Vec<u32> {
+/// comment), except those of the replicas in `adoptable`; returns their pids.
+pub fn recover_orphans(instance: &str, adoptable: &[&str]) -> Vec<u32> {
     let marker = format!("{INSTANCE_VAR}={instance}");
+    let kept: Vec<String> = adoptable
+        .iter()
+        .map(|id| format!("{REPLICA_VAR}={id}"))
+        .collect();
     let me = std::process::id();
     let mut killed = Vec::new();
     for pid in processes_with_env(&marker) {
-        if pid != me && nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL).is_ok() {
+        let adopted = std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+            env.split(|b| *b == 0)
+                .any(|var| kept.iter().any(|k| var == k.as_bytes()))
+        });
+        if pid != me
+            && !adopted
+            && nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL).is_ok()
+        {
             killed.push(pid);
         }
     }
@@ -327,7 +428,7 @@ mod tests {
     async fn output_is_logged_port_is_substituted_and_secrets_are_withheld() {
         let dir = tempfile::tempdir().unwrap();
         std::env::set_var("PORTICO_TEST_SECRET", "hunter2");
-        let runtime = ProcessRuntime::new("test-instance-a");
+        let runtime = ProcessRuntime::new("test-instance-a", false);
         let replica = runtime
             .start(&spec(
                 dir.path(),
@@ -355,13 +456,15 @@ mod tests {
     #[tokio::test]
     async fn stop_ends_the_whole_process_group_even_if_sigterm_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
-        let runtime = ProcessRuntime::new("test-instance-b");
+        // Unique, so that leftovers of an aborted earlier run are not counted.
+        let instance = format!("test-instance-b-{}", rand::random::<u64>());
+        let runtime = ProcessRuntime::new(instance.clone(), false);
         // A child that ignores SIGTERM and has a grandchild of its own.
         let replica = runtime
             .start(&spec(dir.path(), "trap '' TERM; sleep 300 & sleep 300"))
             .await
             .unwrap();
-        let marker = format!("{INSTANCE_VAR}=test-instance-b");
+        let marker = format!("{INSTANCE_VAR}={instance}");
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while processes_with_env(&marker).len() < 3 && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -383,9 +486,54 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn only_the_recorded_replica_is_adopted_and_its_exit_is_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let instance = format!("test-instance-d-{}", rand::random::<u64>());
+        // An earlier run started it (and let it outlive itself).
+        let earlier = ProcessRuntime::new(instance.clone(), true);
+        let started = earlier.start(&spec(dir.path(), "sleep 300")).await.unwrap();
+        let candidate = Adoptable {
+            id: started.id.clone(),
+            pid: started.pid,
+            endpoint: started.endpoint,
+            log_path: dir.path().join("logs/t-1.log"),
+        };
+        let now = ProcessRuntime::new(instance.clone(), true);
+        // A process that is not the replica (a reused pid): refused.
+        let impostor = Adoptable {
+            pid: Some(std::process::id()),
+            ..candidate.clone()
+        };
+        let refused = now.adopt(&impostor).await.unwrap_err();
+        assert!(refused.contains("is no longer this replica"), "{refused}");
+        let other_instance = ProcessRuntime::new("another-instance", true);
+        assert!(other_instance.adopt(&candidate).await.is_err());
+
+        let adopted = now.adopt(&candidate).await.unwrap();
+        assert_eq!(now.list(), vec![started.id.clone()]);
+        // Killed from outside: the pidfd reports it, though it is not our child.
+        nix::sys::signal::kill(Pid::from_raw(started.pid.unwrap() as i32), Signal::SIGKILL)
+            .unwrap();
+        let mut exited = adopted.exited.clone();
+        let exit = tokio::time::timeout(Duration::from_secs(5), exited.wait_for(Option::is_some))
+            .await
+            .expect("the exit is noticed")
+            .unwrap()
+            .clone()
+            .unwrap();
+        assert!(
+            exit.description.contains("exit status is unknown"),
+            "{}",
+            exit.description
+        );
+        let gone = now.adopt(&candidate).await.unwrap_err();
+        assert!(gone.contains("is gone"), "{gone}");
+    }
+
+    #[tokio::test]
     async fn a_missing_program_is_named() {
         let dir = tempfile::tempdir().unwrap();
-        let runtime = ProcessRuntime::new("test-instance-c");
+        let runtime = ProcessRuntime::new("test-instance-c", false);
         let mut s = spec(dir.path(), "");
         s.launch.program = "portico-no-such-program".into();
         let error = runtime.start(&s).await.unwrap_err();

@@ -52,11 +52,26 @@ pub enum StartError {
     Prepare(String),
 }
 
+/// A replica an earlier run of Portico started and left running, as the store recorded it.
+#[derive(Debug, Clone)]
+pub struct Adoptable {
+    pub id: String,
+    pub pid: Option<u32>,
+    pub endpoint: SocketAddr,
+    pub log_path: PathBuf,
+}
+
 #[async_trait]
 pub trait Runtime: Send + Sync + 'static {
     /// Short name recorded with each replica ("process", "docker", …).
     fn name(&self) -> &'static str;
     async fn start(&self, spec: &ReplicaSpec) -> Result<Replica, StartError>;
+    /// Takes charge of a replica left running by an earlier run of Portico, after checking
+    /// that it is still that replica. `Err` says why it cannot be adopted.
+    async fn adopt(&self, replica: &Adoptable) -> Result<Replica, String> {
+        let _ = replica;
+        Err(format!("the {} runtime cannot adopt replicas", self.name()))
+    }
     /// Asks the replica to stop, and forces it after `grace`. Returns once it is gone.
     async fn stop(&self, id: &str, grace: Duration);
     /// The last `lines` lines the replica printed.

@@ -10,7 +10,7 @@
 //! the route table (status and ready endpoints), so the CLI, the portal and the edge agree.
 
 use crate::probe::Prober;
-use crate::runtime::{Exit, Replica, ReplicaSpec, Runtime, StartError};
+use crate::runtime::{Adoptable, Exit, Replica, ReplicaSpec, Runtime, StartError};
 use crate::scaler::{Decision, Scaler};
 use portico_build::{launch_spec, Detected, EnvBuilder, LaunchSpec, PythonEnv};
 use portico_core::config::FleetConfig;
@@ -58,6 +58,9 @@ struct Context {
     prober: Prober,
     /// Replica slots across all apps, for `fleet.max_replicas`.
     slots: std::sync::atomic::AtomicU32,
+    /// Set when Portico exits with `fleet.keep_replicas_on_exit`: serving replicas are left
+    /// running for the next start to adopt.
+    leaving: std::sync::atomic::AtomicBool,
 }
 
 /// The running fleet: one supervisor per app.
@@ -76,10 +79,13 @@ struct Supervised {
 
 impl Fleet {
     /// Starts a supervisor for each app. Apps are supervised independently: one that fails
-    /// to build or start does not hold up the others.
+    /// to build or start does not hold up the others. `inherited` are the replicas an
+    /// earlier run left serving: each app adopts its own (if they run its current release),
+    /// and the rest are stopped.
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         apps: Vec<PreparedApp>,
+        inherited: Vec<ReplicaRow>,
         runtime: Arc<dyn Runtime>,
         store: Store,
         routes: SharedRoutes,
@@ -99,13 +105,30 @@ impl Fleet {
             logs_dir: data_dir.join("logs"),
             prober: Prober::default(),
             slots: Default::default(),
+            leaving: Default::default(),
         });
         let mut fleet = Fleet {
             context,
             supervisors: HashMap::new(),
         };
+        let mut inherited_by_app: HashMap<String, Vec<ReplicaRow>> = HashMap::new();
+        for row in inherited {
+            inherited_by_app
+                .entry(row.app.clone())
+                .or_default()
+                .push(row);
+        }
         for app in apps {
-            fleet.supervise(app);
+            let inherited = inherited_by_app.remove(&app.spec.name).unwrap_or_default();
+            fleet.supervise_inheriting(app, inherited);
+        }
+        let orphaned: Vec<ReplicaRow> = inherited_by_app.into_values().flatten().collect();
+        if !orphaned.is_empty() {
+            tokio::spawn(stop_inherited(
+                fleet.context.clone(),
+                orphaned,
+                "its app is no longer in the config",
+            ));
         }
         fleet
     }
@@ -113,6 +136,10 @@ impl Fleet {
     /// Starts supervising an app (at start-up, or added by a reload). An app of that name
     /// must not be supervised already: [`Fleet::release`] it first.
     pub fn supervise(&mut self, app: PreparedApp) {
+        self.supervise_inheriting(app, Vec::new());
+    }
+
+    fn supervise_inheriting(&mut self, app: PreparedApp, inherited: Vec<ReplicaRow>) {
         let name = app.spec.name.clone();
         debug_assert!(!self.supervisors.contains_key(&name));
         let (stop, stop_rx) = watch::channel(false);
@@ -123,7 +150,7 @@ impl Fleet {
             stop: stop_rx,
             slot_replica: Arc::default(),
         };
-        let task = tokio::spawn(supervisor.run(scale_rx));
+        let task = tokio::spawn(supervisor.run(scale_rx, inherited));
         self.supervisors
             .insert(name, Supervised { stop, scale, task });
     }
@@ -150,10 +177,45 @@ impl Fleet {
         stop_all(stopping).await;
     }
 
-    /// Stops every replica (gracefully, within the configured grace) and waits for it.
+    /// Stops every replica (gracefully, within the configured grace) and waits for it; with
+    /// `fleet.keep_replicas_on_exit`, leaves the serving ones running instead.
     pub async fn shutdown(self) {
+        if self.context.fleet.keep_replicas_on_exit {
+            self.context.leaving.store(true, Ordering::Relaxed);
+        }
         stop_all(self.supervisors.into_values().collect()).await;
     }
+}
+
+/// Stops replicas an earlier run left running that will not be adopted, for `reason`.
+async fn stop_inherited(context: Arc<Context>, rows: Vec<ReplicaRow>, reason: &str) {
+    for row in rows {
+        if let Some(candidate) = adoptable(&row) {
+            if context.runtime.adopt(&candidate).await.is_ok() {
+                context
+                    .runtime
+                    .stop(&row.id, context.fleet.stop_grace)
+                    .await;
+            }
+        }
+        logged(
+            context
+                .store
+                .set_replica_state(&row.id, ReplicaState::Stopped, Some(reason))
+                .await,
+        );
+        tracing::info!(app = %row.app, replica = %row.id, "stopped a replica left running by an earlier run: {reason}");
+    }
+}
+
+/// What the runtime needs to adopt a replica the store recorded; `None` without an endpoint.
+fn adoptable(row: &ReplicaRow) -> Option<Adoptable> {
+    Some(Adoptable {
+        id: row.id.clone(),
+        pid: row.pid,
+        endpoint: row.endpoint.as_deref()?.parse().ok()?,
+        log_path: PathBuf::from(&row.log_path),
+    })
 }
 
 /// Signals every supervisor first, then waits, so the grace periods run side by side.
@@ -203,11 +265,17 @@ impl Supervisor {
         &self.app.spec.name
     }
 
-    async fn run(self, scale: watch::Receiver<ScaleSpec>) {
+    async fn run(self, scale: watch::Receiver<ScaleSpec>, inherited: Vec<ReplicaRow>) {
         let launch = match self.prepare().await {
             Ok(launch) => launch,
             Err(reason) => {
                 self.fail(&reason, "build-failed").await;
+                stop_inherited(
+                    self.context.clone(),
+                    inherited,
+                    "its app could not be prepared",
+                )
+                .await;
                 return self.idle_until_shutdown().await;
             }
         };
@@ -215,11 +283,18 @@ impl Supervisor {
             Ok(id) => id,
             Err(reason) => {
                 self.fail(&reason, "store-failed").await;
+                stop_inherited(
+                    self.context.clone(),
+                    inherited,
+                    "its app could not be prepared",
+                )
+                .await;
                 return self.idle_until_shutdown().await;
             }
         };
 
-        self.scale(&launch.0, release, scale).await;
+        let adopted = self.adopt_inherited(inherited, release).await;
+        self.scale(&launch.0, release, scale, adopted).await;
         if !matches!(self.route_status(), Some(AppStatus::Failed(_))) {
             self.set_status(AppStatus::Stopped, None).await;
         }
@@ -233,13 +308,25 @@ impl Supervisor {
         launch: &LaunchSpec,
         release: i64,
         mut rules: watch::Receiver<ScaleSpec>,
+        mut adopted: Vec<Replica>,
     ) {
         let demand = self.demand();
         let mut scaler = Scaler::new(rules.borrow_and_update().clone());
-        let min = scaler.spec().min;
-        // `min` always runs, whatever the cap: it is what the operator asked for.
-        self.context.slots.fetch_add(min, Ordering::Relaxed);
-        let mut slots: Vec<Slot> = (0..min).map(|_| self.spawn_slot(launch, release)).collect();
+        let spec = scaler.spec();
+        for extra in adopted.split_off(adopted.len().min(spec.max as usize)) {
+            self.stop_replica(&extra).await;
+        }
+        // `min` always runs, whatever the cap: it is what the operator asked for; so do the
+        // replicas adopted from an earlier run.
+        let initial = spec.min.max(adopted.len() as u32);
+        self.context.slots.fetch_add(initial, Ordering::Relaxed);
+        let mut slots: Vec<Slot> = adopted
+            .into_iter()
+            .map(|replica| self.spawn_slot(launch, release, Some(replica)))
+            .collect();
+        while (slots.len() as u32) < initial {
+            slots.push(self.spawn_slot(launch, release, None));
+        }
         if slots.is_empty() && scaler.spec().warm == 0 {
             self.set_status(AppStatus::Sleeping, None).await;
             self.event(
@@ -302,7 +389,7 @@ impl Supervisor {
                     }
                     at_cap = false;
                     while (slots.len() as u32) < to {
-                        slots.push(self.spawn_slot(launch, release));
+                        slots.push(self.spawn_slot(launch, release, None));
                     }
                     let spec = scaler.spec();
                     let message = if running == 0 && sessions > 0 {
@@ -396,7 +483,7 @@ impl Supervisor {
 
     /// Starts a slot: a copy of this supervisor with its own stop switch, keeping one replica.
     /// The caller has counted it in `Context::slots`.
-    fn spawn_slot(&self, launch: &LaunchSpec, release: i64) -> Slot {
+    fn spawn_slot(&self, launch: &LaunchSpec, release: i64, adopted: Option<Replica>) -> Slot {
         let (stop, stop_rx) = watch::channel(false);
         let replica = Arc::new(std::sync::Mutex::new(None));
         let mut supervisor = self.clone();
@@ -404,7 +491,7 @@ impl Supervisor {
         supervisor.slot_replica = replica.clone();
         Slot {
             stop,
-            task: tokio::spawn(supervisor.keep_replica(launch.clone(), release)),
+            task: tokio::spawn(supervisor.keep_replica(launch.clone(), release, adopted)),
             replica,
         }
     }
@@ -472,13 +559,18 @@ impl Supervisor {
 
     /// Keeps one replica running: starts it, restarts it with backoff when it dies, until
     /// shutdown or too many crashes in a row.
-    async fn keep_replica(mut self, launch: LaunchSpec, release: i64) {
+    async fn keep_replica(
+        mut self,
+        launch: LaunchSpec,
+        release: i64,
+        mut adopted: Option<Replica>,
+    ) {
         let mut consecutive_crashes: u32 = 0;
         loop {
             if self.ready_replicas() == 0 {
                 self.set_status(AppStatus::Starting, None).await;
             }
-            match self.run_replica(&launch, release).await {
+            match self.run_replica(&launch, release, adopted.take()).await {
                 Ending::Shutdown => break,
                 Ending::Fatal(reason) => {
                     self.fail(&reason, "failed").await;
@@ -592,8 +684,65 @@ impl Supervisor {
             .map_err(|e| e.to_string())
     }
 
-    /// Starts one replica and follows it until it ends.
-    async fn run_replica(&mut self, launch: &LaunchSpec, release: i64) -> Ending {
+    /// Takes over the replicas an earlier run left serving: those of the current release
+    /// that are still the processes recorded (the runtime checks) are adopted; those of an
+    /// earlier release are stopped (the app changed while Portico was down); the rest are
+    /// recorded as lost.
+    async fn adopt_inherited(&self, inherited: Vec<ReplicaRow>, release: i64) -> Vec<Replica> {
+        let mut adopted = Vec::new();
+        for row in inherited {
+            let taken = match adoptable(&row) {
+                Some(_) if row.runtime != self.context.runtime.name() => {
+                    Err(format!("it ran under the {} runtime", row.runtime))
+                }
+                Some(candidate) => self.context.runtime.adopt(&candidate).await,
+                None => Err("no address was recorded for it".into()),
+            };
+            match taken {
+                Ok(replica) if row.release_id == release => {
+                    let message = format!(
+                        "replica {} (pid {}) adopted on {} after Portico restarted",
+                        replica.id,
+                        replica.pid.unwrap_or_default(),
+                        replica.endpoint
+                    );
+                    self.event(Some(&replica.id), "adopted", &message).await;
+                    adopted.push(replica);
+                }
+                Ok(replica) => {
+                    self.stop_replica(&replica).await;
+                    let message = format!(
+                        "replica {} ran an earlier release of the app, changed while Portico was down; stopped",
+                        replica.id
+                    );
+                    self.event(Some(&replica.id), "replaced", &message).await;
+                }
+                Err(reason) => {
+                    let reason = format!("could not be adopted after Portico restarted: {reason}");
+                    logged(
+                        self.context
+                            .store
+                            .set_replica_state(&row.id, ReplicaState::Exited, Some(&reason))
+                            .await,
+                    );
+                    self.event(
+                        Some(&row.id),
+                        "lost",
+                        &format!("replica {} {reason}", row.id),
+                    )
+                    .await;
+                }
+            }
+        }
+        adopted
+    }
+
+    /// Starts a new replica and records it.
+    async fn start_replica(
+        &mut self,
+        launch: &LaunchSpec,
+        release: i64,
+    ) -> Result<Replica, Ending> {
         let id = format!("{}-{:06x}", self.name(), rand::random::<u32>() & 0xff_ffff);
         if let Ok(mut current) = self.slot_replica.lock() {
             *current = Some(id.clone());
@@ -616,13 +765,15 @@ impl Supervisor {
                 } else {
                     ""
                 };
-                return Ending::Fatal(format!("`{program}` was not found on the PATH{hint}"));
+                return Err(Ending::Fatal(format!(
+                    "`{program}` was not found on the PATH{hint}"
+                )));
             }
             Err(e) => {
-                return Ending::Crashed {
+                return Err(Ending::Crashed {
                     reason: e.to_string(),
                     was_healthy: false,
-                }
+                })
             }
         };
         logged(
@@ -648,6 +799,31 @@ impl Supervisor {
             &format!("replica {id} started on {}", replica.endpoint),
         )
         .await;
+
+        Ok(replica)
+    }
+
+    /// Starts one replica (or takes over one adopted from an earlier run) and follows it
+    /// until it ends.
+    async fn run_replica(
+        &mut self,
+        launch: &LaunchSpec,
+        release: i64,
+        adopted: Option<Replica>,
+    ) -> Ending {
+        let replica = match adopted {
+            Some(replica) => {
+                if let Ok(mut current) = self.slot_replica.lock() {
+                    *current = Some(replica.id.clone());
+                }
+                replica
+            }
+            None => match self.start_replica(launch, release).await {
+                Ok(replica) => replica,
+                Err(ending) => return ending,
+            },
+        };
+        let id = replica.id.clone();
 
         match self.wait_ready(&replica, &launch.health_path).await {
             Readiness::Ready => {}
@@ -683,6 +859,9 @@ impl Supervisor {
             .await;
 
         let reason = match self.serve(&replica, &launch.health_path).await {
+            Served::Shutdown if self.context.leaving.load(Ordering::Relaxed) => {
+                return self.leave_running(&replica).await
+            }
             Served::Shutdown => return self.stop_replica(&replica).await,
             Served::Exited(exit) => exit.description,
             Served::Unhealthy(reason) => {
@@ -791,6 +970,18 @@ impl Supervisor {
             reason,
             was_healthy,
         }
+    }
+
+    /// Portico exits with `fleet.keep_replicas_on_exit`: the replica keeps serving (its row
+    /// stays `ready`) for the next start to adopt.
+    async fn leave_running(&self, replica: &Replica) -> Ending {
+        self.remove_endpoint(&replica.id);
+        let message = format!(
+            "replica {} left running for the next start of Portico",
+            replica.id
+        );
+        self.event(Some(&replica.id), "kept", &message).await;
+        Ending::Shutdown
     }
 
     async fn stop_replica(&self, replica: &Replica) -> Ending {

@@ -264,14 +264,36 @@ impl Store {
         Ok(())
     }
 
-    /// Marks every replica that is not yet stopped as stopped (used at start-up, after a
-    /// previous run's processes have been cleaned up).
-    pub async fn close_stale_replicas(&self) -> Result<u64> {
-        let done = sqlx::query("UPDATE replicas SET state = 'stopped', updated_at = ? WHERE state <> 'stopped' AND state <> 'exited'")
-            .bind(now())
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
+    /// Replicas an earlier run left serving: the candidates for adoption at start-up.
+    pub async fn serving_replicas(&self) -> Result<Vec<ReplicaRow>> {
+        let rows: Vec<rows::ReplicaRecord> = sqlx::query_as(
+            "SELECT id, app, release_id, runtime, pid, endpoint, state, exit_reason, log_path, started_at
+             FROM replicas WHERE state = 'ready' ORDER BY started_at, rowid",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(ReplicaRow::from).collect())
+    }
+
+    /// Marks every replica that is not yet stopped as stopped, except those in `kept` (used
+    /// at start-up, after a previous run's processes have been cleaned up or set aside for
+    /// adoption).
+    pub async fn close_stale_replicas(&self, kept: &[&str]) -> Result<u64> {
+        let open: Vec<(String,)> = sqlx::query_as(
+            "SELECT id FROM replicas WHERE state <> 'stopped' AND state <> 'exited'",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut closed = 0;
+        for (id,) in open.iter().filter(|(id,)| !kept.contains(&id.as_str())) {
+            sqlx::query("UPDATE replicas SET state = 'stopped', updated_at = ? WHERE id = ?")
+                .bind(now())
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+            closed += 1;
+        }
+        Ok(closed)
     }
 
     pub async fn add_event(

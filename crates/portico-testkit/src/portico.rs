@@ -70,6 +70,7 @@ pub struct Portico {
     apps: Vec<String>,
     /// `http` or `https` (with a `[tls]` table).
     scheme: &'static str,
+    env: Vec<(String, String)>,
 }
 
 /// Environments are shared by all tests of a run (and across runs): building them is the
@@ -159,20 +160,9 @@ impl Portico {
 
     fn spawn(bin: &str, config: PorticoConfig) -> Portico {
         let (dir, config_path, port) = Portico::prepare(&config);
-        let log = std::fs::File::create(dir.path().join("portico.log")).unwrap();
-        let child = Command::new(bin)
-            .args(["up", "--config"])
-            .arg(&config_path)
-            .env("PORTICO_LOG", "info")
-            .envs(config.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("portico starts");
         let data_dir = dir.path().join("data");
-        Portico {
-            child: Some(child),
+        let mut portico = Portico {
+            child: None,
             port,
             dir,
             config_path,
@@ -184,7 +174,34 @@ impl Portico {
             } else {
                 "http"
             },
-        }
+            env: config.env,
+        };
+        portico.launch();
+        portico
+    }
+
+    /// Runs `portico up` with this instance's config; its output replaces the log.
+    fn launch(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("portico.log")).unwrap();
+        let child = Command::new(&self.bin)
+            .args(["up", "--config"])
+            .arg(&self.config_path)
+            .env("PORTICO_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("portico starts");
+        self.child = Some(child);
+    }
+
+    /// Starts Portico again, after it exited, on the same config and data folder, and waits
+    /// until it is ready. [`Portico::log`] then shows the new run.
+    pub async fn start_again(&mut self) {
+        assert!(self.child.is_none(), "Portico is still running");
+        self.launch();
+        self.wait_ready(Duration::from_secs(240)).await;
     }
 
     async fn wait_ready(&mut self, timeout: Duration) {

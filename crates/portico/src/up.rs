@@ -83,14 +83,17 @@ async fn serve(validated: Validated) -> Result<(), String> {
         std::fs::canonicalize(&server.data_dir).unwrap_or_else(|_| server.data_dir.clone());
     let _lock = instance_lock::acquire(&data_dir)?;
     let instance = data_dir.to_string_lossy().into_owned();
-    let orphans = recover_orphans(&instance);
+    let store = Store::open(&data_dir).await.map_err(|e| e.to_string())?;
+    // Replicas an earlier run left serving are set aside for their apps to adopt; any other
+    // process of this instance is a leftover.
+    let inherited = store.serving_replicas().await.map_err(|e| e.to_string())?;
+    let inherited_ids: Vec<&str> = inherited.iter().map(|r| r.id.as_str()).collect();
+    let orphans = recover_orphans(&instance, &inherited_ids);
     if !orphans.is_empty() {
         tracing::warn!(pids = ?orphans, "stopped {} process(es) left over from an earlier run", orphans.len());
     }
-
-    let store = Store::open(&data_dir).await.map_err(|e| e.to_string())?;
     store
-        .close_stale_replicas()
+        .close_stale_replicas(&inherited_ids)
         .await
         .map_err(|e| e.to_string())?;
     let registered: Vec<_> = apps.iter().map(reload::store_row).collect();
@@ -134,9 +137,13 @@ async fn serve(validated: Validated) -> Result<(), String> {
     )));
 
     let envs = Arc::new(EnvBuilder::new(config.build.clone()));
-    let runtime = Arc::new(ProcessRuntime::new(instance));
+    let runtime = Arc::new(ProcessRuntime::new(
+        instance,
+        config.fleet.keep_replicas_on_exit,
+    ));
     let fleet = Fleet::start(
         apps.clone(),
+        inherited,
         runtime,
         store.clone(),
         routes.clone(),

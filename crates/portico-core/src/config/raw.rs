@@ -123,6 +123,8 @@ pub struct Fleet {
     pub probe_interval_secs: Option<u64>,
     pub probe_failures: Option<u32>,
     pub max_replicas: Option<u32>,
+    #[serde(default)]
+    pub keep_replicas_on_exit: bool,
 }
 
 impl Default for Fleet {
@@ -134,6 +136,7 @@ impl Default for Fleet {
             probe_interval_secs: None,
             probe_failures: None,
             max_replicas: None,
+            keep_replicas_on_exit: false,
         }
     }
 }

@@ -179,6 +179,7 @@ fn fleet(raw: raw::Fleet, problems: &mut Vec<Problem>) -> FleetConfig {
         start_timeout: Duration::from_secs(raw.start_timeout_secs),
         stop_grace: Duration::from_secs(raw.stop_grace_secs),
         max_restarts: raw.max_restarts,
+        keep_replicas_on_exit: raw.keep_replicas_on_exit,
     }
 }
 
