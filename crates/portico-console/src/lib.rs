@@ -124,6 +124,7 @@ pub fn router(state: Arc<ConsoleState>) -> axum::Router {
             get(views::admin_groups::list).post(views::admin_groups::add),
         )
         .route("/_portico/admin/audit", get(views::admin_audit::list))
+        .route("/_portico/admin/apps", get(views::admin_apps::page))
         .route("/_portico/portico.css", get(views::assets::stylesheet))
         .route("/_portico/auto-submit.js", get(views::assets::auto_submit))
         .route("/.well-known/portico/jwks.json", get(views::assets::jwks))

@@ -21,6 +21,7 @@ pub use config::{
 pub use firewall::{FirewallConfig, IpRules};
 pub use model::{AppStatus, ClientAddr, Framework, Identity, MountStyle, ReplicaState, User};
 pub use routes::{
-    AppRoute, Demand, Endpoint, LoadGuard, RecentClients, ReplicaLoad, RouteTable, SharedRoutes,
+    AppRoute, Demand, Endpoint, LiveApp, LiveReplica, LoadGuard, RecentClients, ReplicaLoad,
+    RouteTable, SharedRoutes,
 };
 pub use urls::PublicUrls;

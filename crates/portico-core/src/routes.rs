@@ -292,6 +292,30 @@ impl RouteTable {
         self.order.iter().filter_map(|name| self.apps.get(name))
     }
 
+    /// What each app's ready replicas are doing now, in config order (for `portico
+    /// replicas` and the admin status page).
+    pub fn live(&self) -> Vec<LiveApp> {
+        self.iter()
+            .map(|route| LiveApp {
+                name: route.name.to_string(),
+                status: route.status.label().to_owned(),
+                waiting: route.demand.waiting(),
+                replicas: route
+                    .endpoints
+                    .iter()
+                    .map(|e| LiveReplica {
+                        id: e.replica.to_string(),
+                        address: e.addr.to_string(),
+                        sessions: e.load.sessions(),
+                        websockets: e.load.websockets.load(Ordering::Relaxed),
+                        recent_clients: e.load.recent.count(),
+                        in_flight: e.load.in_flight.load(Ordering::Relaxed),
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
     /// A copy of this table with one app's route replaced through `change`.
     pub fn with_app(&self, name: &str, change: impl FnOnce(&mut AppRoute)) -> RouteTable {
         let mut next = self.clone();
@@ -300,6 +324,29 @@ impl RouteTable {
         }
         next
     }
+}
+
+/// An app as [`RouteTable::live`] reports it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LiveApp {
+    pub name: String,
+    pub status: String,
+    /// Requests waiting for a replica to be ready.
+    pub waiting: usize,
+    pub replicas: Vec<LiveReplica>,
+}
+
+/// A ready replica's load now.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LiveReplica {
+    pub id: String,
+    pub address: String,
+    /// As the autoscaler counts them.
+    pub sessions: usize,
+    pub websockets: usize,
+    /// Browsers active within the idle timeout.
+    pub recent_clients: usize,
+    pub in_flight: usize,
 }
 
 /// The shared, atomically swapped route table.

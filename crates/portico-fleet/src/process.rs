@@ -191,21 +191,12 @@ impl Runtime for ProcessRuntime {
             spec.id
         ));
 
-        let (exit_tx, exit_rx) = watch::channel(None);
-        let waiter_log = log.clone();
-        tokio::spawn(async move {
-            let waited = child.wait();
-            let status = keep_log_bounded(waited, &waiter_log).await;
-            let description = match status {
+        let exit_rx = follow(pgid, log.clone(), async move {
+            match child.wait().await {
                 Ok(status) => describe_exit(status),
                 Err(e) => format!("lost track of the process: {e}"),
-            };
-            // The app's own children (gunicorn workers, say) go with it.
-            let _ = killpg(pgid, Signal::SIGKILL);
-            waiter_log.line(&format!("[portico] {description}"));
-            let _ = exit_tx.send(Some(Exit { description }));
+            }
         });
-
         self.register(&spec.id, pgid, exit_rx.clone(), log);
         Ok(Replica {
             id: spec.id.clone(),
@@ -266,16 +257,11 @@ impl Runtime for ProcessRuntime {
             replica.id
         ));
         let pgid = Pid::from_raw(pid as i32);
-        let (exit_tx, exit_rx) = watch::channel(None);
-        let waiter_log = log.clone();
-        tokio::spawn(async move {
-            let description = match keep_log_bounded(exit.exited(), &waiter_log).await {
+        let exit_rx = follow(pgid, log.clone(), async move {
+            match exit.exited().await {
                 Ok(()) => "exited (its exit status is unknown: it was started by an earlier run of Portico)".to_owned(),
                 Err(e) => format!("lost track of the process: {e}"),
-            };
-            let _ = killpg(pgid, Signal::SIGKILL);
-            waiter_log.line(&format!("[portico] {description}"));
-            let _ = exit_tx.send(Some(Exit { description }));
+            }
         });
         self.register(&replica.id, pgid, exit_rx.clone(), log);
         Ok(Replica {
@@ -298,6 +284,24 @@ impl Runtime for ProcessRuntime {
             .cloned()
             .collect()
     }
+}
+
+/// Follows a replica until `exit` resolves with how it ended, keeping its log within its
+/// size meanwhile; then its whole group goes (the app's own children, gunicorn workers say),
+/// the log says how it ended, and the returned channel reports it.
+fn follow(
+    pgid: Pid,
+    log: Arc<LogSink>,
+    exit: impl std::future::Future<Output = String> + Send + 'static,
+) -> watch::Receiver<Option<Exit>> {
+    let (exit_tx, exit_rx) = watch::channel(None);
+    tokio::spawn(async move {
+        let description = keep_log_bounded(exit, &log).await;
+        let _ = killpg(pgid, Signal::SIGKILL);
+        log.line(&format!("[portico] {description}"));
+        let _ = exit_tx.send(Some(Exit { description }));
+    });
+    exit_rx
 }
 
 /// Waits for `exit`, keeping the replica's log within its size meanwhile.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
-/// Longest a request line may be; the only request is `reload`.
+/// Longest a request line may be (`reload`, `replicas`).
 const MAX_REQUEST: u64 = 64;
 /// How long `portico reload` waits: stopping changed apps takes up to their stop grace.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -86,19 +86,30 @@ async fn answer(stream: UnixStream, reloader: &Reloader) -> std::io::Result<()> 
     BufReader::new(read.take(MAX_REQUEST))
         .read_line(&mut line)
         .await?;
-    let reply = match line.trim() {
-        "reload" => Reply::from(reloader.reload("portico reload").await),
-        other => Reply::from(Err(format!(
-            "unknown request {other:?}; the control socket understands \"reload\""
-        ))),
-    };
-    let mut json = serde_json::to_vec(&reply).unwrap_or_default();
+    let mut json = match line.trim() {
+        "reload" => serde_json::to_vec(&Reply::from(reloader.reload("portico reload").await)),
+        "replicas" => serde_json::to_vec(&reloader.live()),
+        other => serde_json::to_vec(&Reply::from(Err(format!(
+            "unknown request {other:?}; the control socket understands \"reload\" and \"replicas\""
+        )))),
+    }
+    .unwrap_or_default();
     json.push(b'\n');
     write.write_all(&json).await
 }
 
 /// Sends `reload` to the Portico running on `data_dir` and returns its answer.
 pub async fn request_reload(data_dir: &Path) -> Result<Reply, String> {
+    request(data_dir, "reload").await
+}
+
+/// Asks the Portico running on `data_dir` what its replicas are doing now.
+pub async fn request_live(data_dir: &Path) -> Result<Vec<portico_core::LiveApp>, String> {
+    request(data_dir, "replicas").await
+}
+
+/// Sends one request line and reads the one JSON line that answers it.
+async fn request<T: serde::de::DeserializeOwned>(data_dir: &Path, what: &str) -> Result<T, String> {
     let path = socket_path(data_dir);
     let not_running = |e: std::io::Error| {
         format!(
@@ -110,7 +121,7 @@ pub async fn request_reload(data_dir: &Path) -> Result<Reply, String> {
     let stream = UnixStream::connect(&path).await.map_err(not_running)?;
     let (read, mut write) = stream.into_split();
     write
-        .write_all(b"reload\n")
+        .write_all(format!("{what}\n").as_bytes())
         .await
         .map_err(|e| format!("cannot send the request: {e}"))?;
     let mut line = String::new();

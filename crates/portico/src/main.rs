@@ -10,6 +10,7 @@ mod instance_lock;
 mod logs;
 mod output;
 mod reload;
+mod replicas_cli;
 mod up;
 mod watch;
 
@@ -47,6 +48,15 @@ enum Command {
     Reload,
     /// Show each app's status, replicas and restarts.
     Apps {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show every live replica and what it is doing now: sessions, open WebSockets,
+    /// requests in flight (from the running Portico).
+    Replicas {
+        /// Only this app's replicas.
+        app: Option<String>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -109,6 +119,7 @@ fn main() -> ExitCode {
             Command::Check => check::run(config),
             Command::Reload => control::run(config).await,
             Command::Apps { json } => apps::run(config, json).await,
+            Command::Replicas { app, json } => replicas_cli::run(config, app, json).await,
             Command::Logs {
                 app,
                 follow,

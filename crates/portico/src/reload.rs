@@ -104,6 +104,11 @@ impl Reloader {
     }
 
     /// Reads the config file again and applies it; `trigger` says why, for the log.
+    /// What the replicas are doing now (for `portico replicas`).
+    pub fn live(&self) -> Vec<portico_core::LiveApp> {
+        self.routes.load().live()
+    }
+
     pub async fn reload(&self, trigger: &str) -> Result<Outcome, String> {
         let result = self.try_reload().await;
         match &result {

@@ -48,7 +48,11 @@ async fn only_admins_reach_the_admin_pages_and_every_change_is_audited() {
         .contains("Only administrators can open this page"));
     let (status, _) = act(&bob, &[("email", ADA.0), ("action", "disable")]).await;
     assert_eq!(status, 403);
-    for path in ["/_portico/admin/groups", "/_portico/admin/audit"] {
+    for path in [
+        "/_portico/admin/groups",
+        "/_portico/admin/audit",
+        "/_portico/admin/apps",
+    ] {
         let response = bob.get(&format!("{}{path}", bob.portal())).await;
         assert_eq!(response.status(), 403, "{path}");
     }

@@ -1,7 +1,7 @@
 //! Autoscaling on sessions: WebSocket sessions to an R-Shiny dashboard add replicas up to
 //! `max`, every session keeps working, and when they end the app shrinks back to `min`.
 
-use portico_testkit::{eventually, AppConfig, Portico, PorticoConfig, ShinySession};
+use portico_testkit::{eventually, AppConfig, Portico, PorticoConfig, ShinySession, Visitor};
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_portico");
@@ -51,6 +51,7 @@ async fn sessions_add_replicas_up_to_max_and_their_end_shrinks_back_to_min() {
     // Never more than max, and every session still answers.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(ready_replicas(&portico), 3);
+    what_an_operator_sees(&portico).await;
     for (session, name) in sessions.iter_mut().zip(NAMES) {
         session
             .greet(
@@ -69,6 +70,42 @@ async fn sessions_add_replicas_up_to_max_and_their_end_shrinks_back_to_min() {
         portico.log().contains("scaled in to 1 replica: 0 sessions"),
         "{}",
         portico.log()
+    );
+}
+
+/// `portico replicas` and the admin status page show the three replicas carrying the five
+/// WebSocket sessions, and the decision that added them.
+async fn what_an_operator_sees(portico: &Portico) {
+    let output = portico.cli(&["replicas", "r-shiny", "--json"]);
+    assert!(output.status.success());
+    let listing: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(listing["running"], true);
+    let replicas = listing["replicas"].as_array().unwrap();
+    assert_eq!(replicas.len(), 3, "{listing}");
+    let websockets: u64 = replicas
+        .iter()
+        .map(|r| r["websockets"].as_u64().unwrap())
+        .sum();
+    assert_eq!(websockets, 5, "{listing}");
+    let table = String::from_utf8(portico.cli(&["replicas"]).stdout).unwrap();
+    assert!(
+        table.contains("WEBSOCKETS") && table.contains("r-shiny-"),
+        "{table}"
+    );
+
+    portico.add_user("root@example.com", "keeper-of-the-keys-7", &[]);
+    assert!(portico
+        .cli(&["users", "set-admin", "root@example.com"])
+        .status
+        .success());
+    let root = Visitor::new(portico, &[]);
+    root.sign_in("root@example.com", "keeper-of-the-keys-7")
+        .await;
+    let page = root.page("/_portico/admin/apps").await;
+    assert_eq!(page.matches("<td>r-shiny-").count(), 3, "{page}");
+    assert!(
+        page.contains("scaled out to 3 replicas: 5 sessions"),
+        "{page}"
     );
 }
 

@@ -1,6 +1,7 @@
 pub mod account;
 pub mod account_mfa;
 pub mod admin;
+pub mod admin_apps;
 pub mod admin_audit;
 pub mod admin_groups;
 pub mod admin_users;
