@@ -147,6 +147,14 @@ impl ReplicaState {
         }
     }
 
+    /// Still running or on its way up or down (not yet ended).
+    pub fn is_live(self) -> bool {
+        matches!(
+            self,
+            ReplicaState::Starting | ReplicaState::Ready | ReplicaState::Stopping
+        )
+    }
+
     pub fn parse(s: &str) -> Option<ReplicaState> {
         [
             ReplicaState::Starting,

@@ -37,29 +37,17 @@ impl Balancer {
 mod tests {
     use super::*;
     use portico_core::LoadGuard;
-    use std::sync::Arc;
 
     fn route(replicas: &[&str]) -> AppRoute {
-        AppRoute {
-            name: "sales".into(),
-            title: "Sales".into(),
-            description: "".into(),
-            framework: None,
-            status: portico_core::AppStatus::Running,
-            mount: portico_core::MountStyle::Root,
-            endpoints: replicas
+        crate::test_route(
+            portico_core::AppStatus::Running,
+            portico_core::MountStyle::Root,
+            replicas
                 .iter()
                 .enumerate()
                 .map(|(i, id)| Endpoint::new(id, ([127, 0, 0, 1], 9000 + i as u16).into()))
-                .collect::<Vec<_>>()
-                .into(),
-            access: Arc::new(portico_core::Access::Public),
-            firewall: Default::default(),
-            max_body_bytes: u64::MAX,
-            frame_policy: None,
-            demand: Default::default(),
-            start_wait: std::time::Duration::from_secs(60),
-        }
+                .collect(),
+        )
     }
 
     #[test]

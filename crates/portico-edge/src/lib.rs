@@ -36,3 +36,27 @@ pub use lifecycle::{Edge, EdgeOptions, ListenerKind};
 pub use listener::{bind, serve, BindError, ListenerSettings};
 pub use proxy::UpstreamTimeouts;
 pub use telemetry::install_metrics_recorder;
+
+/// The route the unit tests share: a public app "sales" with these endpoints.
+#[cfg(test)]
+pub(crate) fn test_route(
+    status: portico_core::AppStatus,
+    mount: portico_core::MountStyle,
+    endpoints: Vec<portico_core::Endpoint>,
+) -> portico_core::AppRoute {
+    portico_core::AppRoute {
+        name: "sales".into(),
+        title: "Sales".into(),
+        description: "".into(),
+        framework: None,
+        status,
+        mount,
+        endpoints: endpoints.into(),
+        access: std::sync::Arc::new(portico_core::Access::Public),
+        firewall: Default::default(),
+        max_body_bytes: u64::MAX,
+        frame_policy: None,
+        demand: Default::default(),
+        start_wait: std::time::Duration::from_secs(60),
+    }
+}

@@ -276,24 +276,9 @@ fn describe_client_error(error: &hyper_util::client::legacy::Error) -> String {
 mod tests {
     use super::*;
     use portico_core::AppStatus;
-    use std::sync::Arc;
 
     fn route(mount: MountStyle) -> AppRoute {
-        AppRoute {
-            name: "sales".into(),
-            title: "Sales".into(),
-            description: "".into(),
-            framework: None,
-            status: AppStatus::Running,
-            mount,
-            endpoints: Arc::from(vec![]),
-            access: Arc::new(portico_core::Access::Public),
-            firewall: Default::default(),
-            max_body_bytes: u64::MAX,
-            frame_policy: None,
-            demand: Default::default(),
-            start_wait: std::time::Duration::from_secs(60),
-        }
+        crate::test_route(AppStatus::Running, mount, vec![])
     }
 
     fn rewrite(mount: MountStyle, mode: Mode, uri: &str) -> String {

@@ -127,21 +127,11 @@ mod tests {
     use portico_core::{AppStatus, MountStyle};
 
     fn table() -> RouteTable {
-        RouteTable::new(vec![AppRoute {
-            name: "sales".into(),
-            title: "Sales".into(),
-            description: "".into(),
-            framework: None,
-            status: AppStatus::Starting,
-            mount: MountStyle::Root,
-            endpoints: Arc::from(vec![]),
-            access: Arc::new(portico_core::Access::Public),
-            firewall: Default::default(),
-            max_body_bytes: u64::MAX,
-            frame_policy: None,
-            demand: Default::default(),
-            start_wait: std::time::Duration::from_secs(60),
-        }])
+        RouteTable::new(vec![crate::test_route(
+            AppStatus::Starting,
+            MountStyle::Root,
+            vec![],
+        )])
     }
 
     fn target(host: &str, path: &str) -> String {

@@ -2,7 +2,7 @@
 //! running (it then shows the state last recorded, and says so).
 
 use crate::{check, config_path, instance_lock};
-use portico_core::{Config, ReplicaState};
+use portico_core::Config;
 use portico_store::Store;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -99,10 +99,7 @@ async fn overview(explicit: Option<PathBuf>) -> Result<Overview, String> {
             .map_err(|e| e.to_string())?
             .into_iter()
             .filter(|r| {
-                let live = matches!(
-                    r.state,
-                    ReplicaState::Starting | ReplicaState::Ready | ReplicaState::Stopping
-                );
+                let live = r.state.is_live();
                 shown += 1;
                 live || shown <= RECENT
             })

@@ -85,12 +85,7 @@ async fn listing(explicit: Option<PathBuf>, only: Option<&str>) -> Result<Listin
                 .flat_map(|l| &l.replicas)
                 .find(|r| r.id == id)
         };
-        for row in rows.into_iter().rev().filter(|r| {
-            matches!(
-                r.state,
-                ReplicaState::Starting | ReplicaState::Ready | ReplicaState::Stopping
-            )
-        }) {
+        for row in rows.into_iter().rev().filter(|r| r.state.is_live()) {
             let load = load_of(&row.id);
             // Serving replicas have a load (zero when idle); starting ones have none yet.
             let known = running && row.state == ReplicaState::Ready;

@@ -278,3 +278,26 @@ fn reload_without_a_running_portico_says_so_and_an_invalid_file_changes_nothing(
     assert!(message.contains("stays in force"), "{message}");
     drop(dir);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_of_an_unknown_app_names_the_apps_there_are() {
+    let app = AppConfig::new("sales", fixtures_dir().join("echo"));
+    let portico = Portico::start(BIN, PorticoConfig::default().with_app(app)).await;
+    let output = portico.cli(&["replicas", "saless"]);
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        message.contains("there is no app \"saless\"; the apps are: sales"),
+        "{message}"
+    );
+    // Before Portico ever ran on a data folder, it says how to start it, as `apps` does.
+    let (_dir, path, _) = Portico::prepare(&PorticoConfig::default());
+    let output = Command::new(BIN)
+        .args(["replicas", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(message.contains("start it with `portico up`"), "{message}");
+}

@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Extension;
-use portico_core::{Identity, LiveApp, ReplicaState};
+use portico_core::{Identity, LiveApp};
 use portico_store::{EventRow, Store};
 use std::sync::Arc;
 
@@ -95,12 +95,7 @@ async fn views(store: &Store, live: &[LiveApp]) -> portico_store::Result<Vec<App
             .await?
             .into_iter()
             .rev()
-            .filter(|r| {
-                matches!(
-                    r.state,
-                    ReplicaState::Starting | ReplicaState::Ready | ReplicaState::Stopping
-                )
-            })
+            .filter(|r| r.state.is_live())
             .map(|r| {
                 let load = app.replicas.iter().find(|l| l.id == r.id);
                 ReplicaView {

@@ -534,7 +534,8 @@ fn apps(raw: Vec<raw::App>, base: &Path, problems: &mut Vec<Problem>) -> Vec<App
 const MAX_REPLICAS: u32 = 64;
 
 fn scale(key: &str, raw: raw::Scale, problems: &mut Vec<Problem>) -> ScaleSpec {
-    let min = raw.min.unwrap_or(1);
+    let defaults = ScaleSpec::default();
+    let min = raw.min.unwrap_or(defaults.min);
     if min > MAX_REPLICAS {
         problems.push(Problem::new(
             format!("{key}.min"),
@@ -554,7 +555,7 @@ fn scale(key: &str, raw: raw::Scale, problems: &mut Vec<Problem>) -> ScaleSpec {
         ));
     }
     let max = max.clamp(floor, MAX_REPLICAS);
-    let warm = raw.warm.unwrap_or(0);
+    let warm = raw.warm.unwrap_or(defaults.warm);
     if warm > max {
         problems.push(Problem::new(
             format!("{key}.warm"),
@@ -564,25 +565,29 @@ fn scale(key: &str, raw: raw::Scale, problems: &mut Vec<Problem>) -> ScaleSpec {
     let idle_timeout = seconds(
         &format!("{key}.idle_timeout_secs"),
         raw.idle_timeout_secs,
-        Duration::from_secs(300),
+        defaults.idle_timeout,
         1..=86_400,
         problems,
     );
     let start_wait = seconds(
         &format!("{key}.start_wait_secs"),
         raw.start_wait_secs,
-        Duration::from_secs(60),
+        defaults.start_wait,
         1..=600,
         problems,
     );
-    let sessions = raw.sessions_per_replica.unwrap_or(20);
+    let sessions = raw
+        .sessions_per_replica
+        .unwrap_or(defaults.sessions_per_replica);
     if sessions == 0 {
         problems.push(Problem::new(
             format!("{key}.sessions_per_replica"),
             "= 0 would need infinitely many replicas; write how many sessions one replica serves well, e.g. 20",
         ));
     }
-    let target = raw.target_utilization.unwrap_or(0.8);
+    let target = raw
+        .target_utilization
+        .unwrap_or(defaults.target_utilization);
     if !(target > 0.0 && target <= 1.0) {
         problems.push(Problem::new(
             format!("{key}.target_utilization"),
@@ -599,9 +604,11 @@ fn scale(key: &str, raw: raw::Scale, problems: &mut Vec<Problem>) -> ScaleSpec {
         target_utilization: if target > 0.0 && target <= 1.0 {
             target
         } else {
-            0.8
+            defaults.target_utilization
         },
-        scale_down_delay: Duration::from_secs(raw.scale_down_delay_secs.unwrap_or(300)),
+        scale_down_delay: raw
+            .scale_down_delay_secs
+            .map_or(defaults.scale_down_delay, Duration::from_secs),
     }
 }
 
