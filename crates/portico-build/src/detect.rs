@@ -203,6 +203,7 @@ mod tests {
             max_body_bytes: None,
             frame_ancestors: vec![],
             scale: portico_core::ScaleSpec::default(),
+            per_user: None,
         }
     }
 

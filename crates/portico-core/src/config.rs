@@ -5,10 +5,12 @@
 //! serde cannot (names, paths, addresses, duplicates) and collects *every* problem, each
 //! naming the key, what is wrong and what to write instead.
 
+mod instances;
 mod limits;
 mod raw;
 mod sso;
 mod tls;
+pub use instances::{PerUserSpec, SizeProfile};
 pub use limits::LimitsConfig;
 pub use sso::{
     LdapConfig, LdapGroups, LdapSecurity, OidcConfig, SamlBinding, SamlConfig, SamlMetadata,
@@ -163,6 +165,8 @@ pub struct FleetConfig {
     /// Whether replicas keep running when Portico stops or dies, to be adopted by its next
     /// start (users keep their sessions across a restart).
     pub keep_replicas_on_exit: bool,
+    /// Private instances one person may run at once, across all per-user apps.
+    pub max_instances_per_user: u32,
 }
 
 /// One dashboard, as declared in the config.
@@ -192,6 +196,17 @@ pub struct AppSpec {
     pub frame_ancestors: Vec<String>,
     /// `[apps.scale]`: how many replicas, and when to add or remove one.
     pub scale: ScaleSpec,
+    /// `mode = "per-user"`: one private instance per person instead of shared replicas.
+    pub per_user: Option<PerUserSpec>,
+}
+
+impl AppSpec {
+    /// How long a request waits for a replica (its owner's instance, in per-user mode).
+    pub fn start_wait(&self) -> Duration {
+        self.per_user
+            .as_ref()
+            .map_or(self.scale.start_wait, |p| p.start_wait)
+    }
 }
 
 /// `[apps.scale]`.

@@ -15,8 +15,9 @@ pub mod urls;
 pub use access::{Access, Decision};
 pub use config::{
     AcmeChallenge, AcmeConfig, AppSpec, CertificateFiles, Config, ConfigError, LdapConfig,
-    LdapGroups, LdapSecurity, LimitsConfig, MfaPolicy, OidcConfig, Problem, SamlBinding,
-    SamlConfig, SamlMetadata, ScaleSpec, SmtpConfig, SmtpSecurity, SsoCommon, TlsConfig, TlsSource,
+    LdapGroups, LdapSecurity, LimitsConfig, MfaPolicy, OidcConfig, PerUserSpec, Problem,
+    SamlBinding, SamlConfig, SamlMetadata, ScaleSpec, SizeProfile, SmtpConfig, SmtpSecurity,
+    SsoCommon, TlsConfig, TlsSource,
 };
 pub use firewall::{FirewallConfig, IpRules};
 pub use model::{AppStatus, ClientAddr, Framework, Identity, MountStyle, ReplicaState, User};

@@ -2,12 +2,12 @@
 //! immutable snapshot whenever a replica becomes ready or goes away; the edge reads the
 //! current snapshot without locks or database round-trips.
 
-use crate::model::{AppStatus, Framework, MountStyle};
+use crate::model::{AppStatus, Framework, MountStyle, User};
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 /// One app as the edge and the portal see it.
@@ -35,6 +35,15 @@ pub struct AppRoute {
     pub demand: Arc<Demand>,
     /// How long a request waits for a replica of a sleeping or starting app.
     pub start_wait: std::time::Duration,
+    /// `mode = "per-user"`: each endpoint belongs to one person, and only they reach it.
+    pub per_user: bool,
+}
+
+impl AppRoute {
+    /// The endpoint of `owner`'s private instance (per-user apps).
+    pub fn instance_of(&self, owner: i64) -> Option<&Endpoint> {
+        self.endpoints.iter().find(|e| e.owner == Some(owner))
+    }
 }
 
 /// Where the edge and the app's supervisor meet while no replica is ready: requests that
@@ -45,6 +54,19 @@ pub struct Demand {
     waiting: AtomicUsize,
     wanted: Notify,
     ready: Notify,
+    /// Per-user apps: whose instance the waiting requests want. Touched only by requests
+    /// that found no instance of their owner, never on the path to a running one.
+    owners: Mutex<HashMap<i64, OwnerWait>>,
+}
+
+/// Requests of one person waiting for their instance.
+#[derive(Debug)]
+struct OwnerWait {
+    user: Arc<User>,
+    waiting: usize,
+    /// Why their instance cannot start (a limit, no size profile for them), said to every
+    /// request of theirs until the last one has gone; the next visit asks again.
+    refused: Option<Arc<str>>,
 }
 
 impl Demand {
@@ -54,7 +76,55 @@ impl Demand {
         self.wanted.notify_one();
         WaitGuard {
             demand: self.clone(),
+            owner: None,
         }
+    }
+
+    /// Like [`Demand::wait`], for a request of `user` waiting for their own instance.
+    pub fn wait_as(self: &Arc<Self>, user: &Arc<User>) -> WaitGuard {
+        if let Ok(mut owners) = self.owners.lock() {
+            owners
+                .entry(user.id)
+                .or_insert_with(|| OwnerWait {
+                    user: user.clone(),
+                    waiting: 0,
+                    refused: None,
+                })
+                .waiting += 1;
+        }
+        let mut guard = self.wait();
+        guard.owner = Some(user.id);
+        guard
+    }
+
+    /// The people with requests waiting for an instance that has not been refused.
+    pub fn wanted_owners(&self) -> Vec<Arc<User>> {
+        self.owners.lock().map_or_else(
+            |_| Vec::new(),
+            |owners| {
+                owners
+                    .values()
+                    .filter(|w| w.refused.is_none())
+                    .map(|w| w.user.clone())
+                    .collect()
+            },
+        )
+    }
+
+    /// Tells `owner`'s waiting requests that their instance will not start, and why.
+    pub fn refuse(&self, owner: i64, reason: &str) {
+        if let Ok(mut owners) = self.owners.lock() {
+            if let Some(wait) = owners.get_mut(&owner) {
+                wait.refused = Some(reason.into());
+            }
+        }
+        self.changed();
+    }
+
+    /// Why `owner`'s instance will not start, if it will not.
+    pub fn refusal(&self, owner: i64) -> Option<Arc<str>> {
+        let owners = self.owners.lock().ok()?;
+        owners.get(&owner)?.refused.clone()
     }
 
     /// Requests waiting now.
@@ -85,11 +155,20 @@ impl Demand {
 #[derive(Debug)]
 pub struct WaitGuard {
     demand: Arc<Demand>,
+    owner: Option<i64>,
 }
 
 impl Drop for WaitGuard {
     fn drop(&mut self) {
         self.demand.waiting.fetch_sub(1, Ordering::Relaxed);
+        if let (Some(owner), Ok(mut owners)) = (self.owner, self.demand.owners.lock()) {
+            if let Some(wait) = owners.get_mut(&owner) {
+                wait.waiting -= 1;
+                if wait.waiting == 0 {
+                    owners.remove(&owner);
+                }
+            }
+        }
     }
 }
 
@@ -100,6 +179,8 @@ pub struct Endpoint {
     pub replica: Arc<str>,
     pub addr: SocketAddr,
     pub load: Arc<ReplicaLoad>,
+    /// Per-user apps: the id of the person whose private instance this is.
+    pub owner: Option<i64>,
 }
 
 impl Endpoint {
@@ -108,6 +189,7 @@ impl Endpoint {
             replica: replica.into(),
             addr,
             load: Arc::default(),
+            owner: None,
         }
     }
 }
@@ -310,6 +392,7 @@ impl RouteTable {
                         websockets: e.load.websockets.load(Ordering::Relaxed),
                         recent_clients: e.load.recent.count(),
                         in_flight: e.load.in_flight.load(Ordering::Relaxed),
+                        owner: e.owner,
                     })
                     .collect(),
             })
@@ -347,6 +430,9 @@ pub struct LiveReplica {
     /// Browsers active within the idle timeout.
     pub recent_clients: usize,
     pub in_flight: usize,
+    /// Per-user apps: the user id whose instance it is.
+    #[serde(default)]
+    pub owner: Option<i64>,
 }
 
 /// The shared, atomically swapped route table.

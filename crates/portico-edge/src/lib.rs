@@ -58,5 +58,6 @@ pub(crate) fn test_route(
         frame_policy: None,
         demand: Default::default(),
         start_wait: std::time::Duration::from_secs(60),
+        per_user: false,
     }
 }

@@ -18,7 +18,7 @@ use arc_swap::ArcSwap;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use metrics_exporter_prometheus::PrometheusHandle;
-use portico_core::{AppRoute, AppStatus, Decision, Identity, PublicUrls, SharedRoutes};
+use portico_core::{AppRoute, AppStatus, Decision, Identity, PublicUrls, SharedRoutes, User};
 use portico_identity::web::CookieRules;
 use portico_identity::{AssertionSigner, AuditSink, Handoffs, Sessions};
 use std::borrow::Cow;
@@ -362,9 +362,19 @@ impl Edge {
             }
         }
 
-        // Phase 5: balancer (waiting first, if no replica is ready).
-        let route = if route.endpoints.is_empty() {
-            match self.wait_for_replica(&req, route).await {
+        // Phase 5: balancer (waiting first, if no replica is ready). In a per-user app the
+        // replica is the person's own instance, and no other.
+        let owner = match (&identity, route.per_user) {
+            (_, false) => None,
+            (Identity::User(user), true) => Some(user),
+            (Identity::Anonymous, true) => {
+                // The config refuses public per-user apps; never serve one anonymously.
+                let response = signin::required(&req, mode, &self.options.urls, &self.portal_url);
+                return self.finish(&route.name, started, response);
+            }
+        };
+        let route = if !has_replica(&route, owner) {
+            match self.wait_for_replica(&req, route, owner).await {
                 Ok(route) => route,
                 Err((name, response)) => return self.finish(&name, started, response),
             }
@@ -381,7 +391,11 @@ impl Edge {
             return self.finish(&route.name, started, ready);
         }
         let stuck = self.sticky.read(req.headers(), &route.name);
-        let Some(endpoint) = self.balancer.pick(&route, stuck.map(|s| s.replica)) else {
+        let endpoint = match owner {
+            Some(user) => route.instance_of(user.id),
+            None => self.balancer.pick(&route, stuck.map(|s| s.replica)),
+        };
+        let Some(endpoint) = endpoint else {
             return self.finish(&route.name, started, self.not_ready(&route));
         };
         // Only clients that keep the cookie are counted as sessions: a script that ignores
@@ -622,11 +636,15 @@ impl Edge {
         &self,
         req: &Request<Incoming>,
         route: Arc<AppRoute>,
+        owner: Option<&Arc<User>>,
     ) -> Result<Arc<AppRoute>, (Arc<str>, Response<ProxyBody>)> {
         if !coming(&route.status) {
             return Err((route.name.clone(), self.not_ready(&route)));
         }
-        let _waiting = route.demand.wait();
+        let _waiting = match owner {
+            Some(user) => route.demand.wait_as(user),
+            None => route.demand.wait(),
+        };
         let waiter = req.headers().contains_key(WAIT_HEADER);
         if !waiter && is_page_load(req) {
             return Err((route.name.clone(), self.waiting_page(&route)));
@@ -640,8 +658,14 @@ impl Edge {
                 return Err((current.name.clone(), self.unknown_app(&current.name)));
             };
             current = latest;
-            if !current.endpoints.is_empty() {
+            if has_replica(&current, owner) {
                 return Ok(current);
+            }
+            if let Some(reason) = owner.and_then(|user| current.demand.refusal(user.id)) {
+                return Err((
+                    current.name.clone(),
+                    self.instance_refused(&current, &reason),
+                ));
             }
             if !coming(&current.status) {
                 return Err((current.name.clone(), self.not_ready(&current)));
@@ -653,8 +677,14 @@ impl Edge {
     }
 
     fn waiting_page(&self, route: &AppRoute) -> Response<ProxyBody> {
-        let heading = format!("{} is starting", route.title);
-        let message = if route.status == AppStatus::Sleeping {
+        let heading = if route.per_user {
+            format!("Starting your {}", route.title)
+        } else {
+            format!("{} is starting", route.title)
+        };
+        let message = if route.per_user {
+            "Everyone gets their own instance of this app; yours is starting. The files in your home folder are kept between sessions."
+        } else if route.status == AppStatus::Sleeping {
             "Nobody was using this dashboard, so it was asleep. It is starting for you now."
         } else {
             "The dashboard is starting up."
@@ -667,6 +697,28 @@ impl Edge {
             refresh: Some(5),
         }
         .render_waiting(&self.portal_url)
+    }
+
+    /// A person's instance will not start (a limit, or no size profile for them).
+    fn instance_refused(&self, route: &AppRoute, reason: &str) -> Response<ProxyBody> {
+        let heading = format!("Your {} could not start", route.title);
+        let mut chars = reason.chars();
+        let message = match chars.next() {
+            Some(first) => format!("{}{}.", first.to_uppercase(), chars.as_str()),
+            None => String::new(),
+        };
+        let mut response = Page {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            heading: &heading,
+            message: &message,
+            hint: "Reload the page to try again.",
+            refresh: None,
+        }
+        .render(&self.portal_url);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+        response
     }
 
     /// A held request's wait ran out.
@@ -751,6 +803,15 @@ impl Edge {
             refresh: None,
         }
         .render(&self.portal_url)
+    }
+}
+
+/// Whether the request has a replica to go to: any ready one, or in a per-user app the
+/// owner's own instance.
+fn has_replica(route: &AppRoute, owner: Option<&Arc<User>>) -> bool {
+    match owner {
+        Some(user) => route.instance_of(user.id).is_some(),
+        None => !route.endpoints.is_empty(),
     }
 }
 

@@ -155,6 +155,11 @@ impl Runtime for ProcessRuntime {
             .env("PORT", &port_text)
             .env(INSTANCE_VAR, &self.instance)
             .env(REPLICA_VAR, &spec.id)
+            .envs(
+                spec.instance
+                    .iter()
+                    .flat_map(|i| i.env(&i.home.to_string_lossy())),
+            )
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)
@@ -425,7 +430,33 @@ mod tests {
                 mount: MountStyle::Root,
             },
             log_path: dir.join("logs/t-1.log"),
+            instance: None,
         }
+    }
+
+    #[tokio::test]
+    async fn a_private_instance_gets_its_owners_home_and_its_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = ProcessRuntime::new("test-instance-home", false);
+        let mut spec = spec(
+            dir.path(),
+            "echo \"$HOME|$PORTICO_USER|$CPU_LIMIT|$MEM_LIMIT\"",
+        );
+        spec.instance = Some(crate::runtime::InstanceSpec {
+            owner: "ada@example.com".into(),
+            home: dir.path().join("homes/7"),
+            cpus: Some(0.5),
+            memory_mb: Some(2048),
+        });
+        let replica = runtime.start(&spec).await.unwrap();
+        let mut exited = replica.exited.clone();
+        exited.wait_for(Option::is_some).await.unwrap();
+        let log = std::fs::read_to_string(dir.path().join("logs/t-1.log")).unwrap();
+        let expected = format!(
+            "{}|ada@example.com|0.5|2147483648",
+            dir.path().join("homes/7").display()
+        );
+        assert!(log.contains(&expected), "{log}");
     }
 
     #[tokio::test]

@@ -18,6 +18,40 @@ pub struct ReplicaSpec {
     pub launch: LaunchSpec,
     /// Where the replica's stdout and stderr go (size-bounded).
     pub log_path: PathBuf,
+    /// Per-user apps: whose private instance it is.
+    pub instance: Option<InstanceSpec>,
+}
+
+/// A person's private instance: their home and its size.
+#[derive(Debug, Clone)]
+pub struct InstanceSpec {
+    /// Their e-mail, given to the instance as `PORTICO_USER`.
+    pub owner: String,
+    /// Their home folder (kept across instances); the instance's `HOME`.
+    pub home: PathBuf,
+    /// CPUs and memory (MiB) from the size profile; `None`: no limit.
+    pub cpus: Option<f64>,
+    pub memory_mb: Option<u64>,
+}
+
+impl InstanceSpec {
+    /// The environment every runtime gives a private instance. `CPU_LIMIT` and `MEM_LIMIT`
+    /// (bytes) are the names JupyterHub's spawners use, which Jupyter's resource display
+    /// reads.
+    pub fn env(&self, home: &str) -> Vec<(&'static str, String)> {
+        let mut env = vec![
+            ("HOME", home.to_owned()),
+            ("PORTICO_HOME", home.to_owned()),
+            ("PORTICO_USER", self.owner.clone()),
+        ];
+        if let Some(cpus) = self.cpus {
+            env.push(("CPU_LIMIT", cpus.to_string()));
+        }
+        if let Some(memory) = self.memory_mb {
+            env.push(("MEM_LIMIT", (memory * 1024 * 1024).to_string()));
+        }
+        env
+    }
 }
 
 /// How a replica ended.

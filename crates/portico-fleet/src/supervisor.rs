@@ -9,8 +9,10 @@
 //! Every transition is written to the store (status and an event with its reason) and to
 //! the route table (status and ready endpoints), so the CLI, the portal and the edge agree.
 
+mod instances;
+
 use crate::probe::Prober;
-use crate::runtime::{Adoptable, Exit, Replica, ReplicaSpec, Runtime, StartError};
+use crate::runtime::{Adoptable, Exit, InstanceSpec, Replica, ReplicaSpec, Runtime, StartError};
 use crate::scaler::{Decision, Scaler};
 use portico_build::{launch_spec, Detected, EnvBuilder, LaunchSpec, PythonEnv};
 use portico_core::config::FleetConfig;
@@ -20,7 +22,7 @@ use portico_core::{
     AppSpec, AppStatus, Demand, Endpoint, Framework, PublicUrls, ReplicaState, ScaleSpec,
     SharedRoutes,
 };
-use portico_store::{ReplicaRow, Store};
+use portico_store::{InstanceOwner, ReplicaRow, Store};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -54,10 +56,14 @@ struct Context {
     fleet: FleetConfig,
     urls: PublicUrls,
     logs_dir: PathBuf,
+    /// Per-user apps: each person's home folder is `<homes_dir>/<user id>`.
+    homes_dir: PathBuf,
     runners_dir: PathBuf,
     prober: Prober,
     /// Replica slots across all apps, for `fleet.max_replicas`.
     slots: std::sync::atomic::AtomicU32,
+    /// Private instances each person runs across apps, for `fleet.max_instances_per_user`.
+    instances_per_user: std::sync::Mutex<HashMap<i64, u32>>,
     /// Set when Portico exits with `fleet.keep_replicas_on_exit`: serving replicas are left
     /// running for the next start to adopt.
     leaving: std::sync::atomic::AtomicBool,
@@ -103,8 +109,10 @@ impl Fleet {
             fleet,
             urls,
             logs_dir: data_dir.join("logs"),
+            homes_dir: data_dir.join("homes"),
             prober: Prober::default(),
             slots: Default::default(),
+            instances_per_user: Default::default(),
             leaving: Default::default(),
         });
         let mut fleet = Fleet {
@@ -149,6 +157,7 @@ impl Fleet {
             app: Arc::new(app),
             stop: stop_rx,
             slot_replica: Arc::default(),
+            instance: None,
         };
         let task = tokio::spawn(supervisor.run(scale_rx, inherited));
         self.supervisors
@@ -238,6 +247,20 @@ struct Supervisor {
     stop: watch::Receiver<bool>,
     /// In a slot's copy: the id of the replica it runs now.
     slot_replica: Arc<std::sync::Mutex<Option<String>>>,
+    /// In a per-user app's slot: whose private instance it keeps.
+    instance: Option<Arc<OwnedInstance>>,
+}
+
+/// A person's private instance as its slot keeps it.
+struct OwnedInstance {
+    owner: InstanceOwner,
+    spec: InstanceSpec,
+}
+
+/// A replica taken over from an earlier run, and whose instance it is (per-user apps).
+struct Adopted {
+    replica: Replica,
+    owner: Option<InstanceOwner>,
 }
 
 /// One replica's restart loop, as the scaler holds it.
@@ -294,7 +317,22 @@ impl Supervisor {
         };
 
         let adopted = self.adopt_inherited(inherited, release).await;
-        self.scale(&launch.0, release, scale, adopted).await;
+        match self.app.spec.per_user.clone() {
+            Some(rules) => self.serve_owners(&launch.0, release, &rules, adopted).await,
+            None => {
+                let mut shared = Vec::new();
+                for adopted in adopted {
+                    match adopted.owner {
+                        // The app was per-user when the replica started.
+                        Some(_) => {
+                            self.stop_replica(&adopted.replica).await;
+                        }
+                        None => shared.push(adopted.replica),
+                    }
+                }
+                self.scale(&launch.0, release, scale, shared).await
+            }
+        }
         if !matches!(self.route_status(), Some(AppStatus::Failed(_))) {
             self.set_status(AppStatus::Stopped, None).await;
         }
@@ -572,6 +610,9 @@ impl Supervisor {
             }
             match self.run_replica(&launch, release, adopted.take()).await {
                 Ending::Shutdown => break,
+                Ending::Fatal(reason) if self.instance.is_some() => {
+                    return self.instance_failed(&reason).await
+                }
                 Ending::Fatal(reason) => {
                     self.fail(&reason, "failed").await;
                     return self.idle_until_shutdown().await;
@@ -589,6 +630,9 @@ impl Supervisor {
                         let message = format!(
                             "stopped restarting after {consecutive_crashes} failures in a row; the last: {reason}"
                         );
+                        if self.instance.is_some() {
+                            return self.instance_failed(&message).await;
+                        }
                         self.fail(&message, "gave-up").await;
                         return self.idle_until_shutdown().await;
                     }
@@ -688,7 +732,7 @@ impl Supervisor {
     /// that are still the processes recorded (the runtime checks) are adopted; those of an
     /// earlier release are stopped (the app changed while Portico was down); the rest are
     /// recorded as lost.
-    async fn adopt_inherited(&self, inherited: Vec<ReplicaRow>, release: i64) -> Vec<Replica> {
+    async fn adopt_inherited(&self, inherited: Vec<ReplicaRow>, release: i64) -> Vec<Adopted> {
         let mut adopted = Vec::new();
         for row in inherited {
             let taken = match adoptable(&row) {
@@ -707,7 +751,10 @@ impl Supervisor {
                         replica.endpoint
                     );
                     self.event(Some(&replica.id), "adopted", &message).await;
-                    adopted.push(replica);
+                    adopted.push(Adopted {
+                        replica,
+                        owner: row.owner.clone(),
+                    });
                 }
                 Ok(replica) => {
                     self.stop_replica(&replica).await;
@@ -756,6 +803,7 @@ impl Supervisor {
                 .logs_dir
                 .join(self.name())
                 .join(format!("{id}.log")),
+            instance: self.instance.as_ref().map(|i| i.spec.clone()),
         };
         let replica = match self.context.runtime.start(&spec).await {
             Ok(replica) => replica,
@@ -790,13 +838,18 @@ impl Supervisor {
                     exit_reason: None,
                     log_path: spec.log_path.to_string_lossy().into_owned(),
                     started_at: portico_store::timestamp(),
+                    owner: self.instance.as_ref().map(|i| i.owner.clone()),
                 })
                 .await,
         );
+        let whose = match &self.instance {
+            Some(instance) => format!(" for {}", instance.owner.email),
+            None => String::new(),
+        };
         self.event(
             Some(&id),
             "started",
-            &format!("replica {id} started on {}", replica.endpoint),
+            &format!("replica {id}{whose} started on {}", replica.endpoint),
         )
         .await;
 
@@ -848,7 +901,9 @@ impl Supervisor {
                 .set_replica_state(&id, ReplicaState::Ready, None)
                 .await,
         );
-        self.add_endpoint(Endpoint::new(&id, replica.endpoint));
+        let mut endpoint = Endpoint::new(&id, replica.endpoint);
+        endpoint.owner = self.instance.as_ref().map(|i| i.owner.id);
+        self.add_endpoint(endpoint);
         logged(
             self.context
                 .store

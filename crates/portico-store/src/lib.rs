@@ -16,7 +16,7 @@ pub use external::SsoSessionRow;
 pub use identity::{AuditFilter, AuditRow, GroupRow, UserChange, UserRow};
 pub use links::LinkRow;
 pub use mfa::TotpRow;
-pub use rows::{AppRow, EventRow, ReplicaRow};
+pub use rows::{AppRow, EventRow, InstanceOwner, ReplicaRow};
 pub use sessions::{SessionRow, SigningKeyRow};
 
 use portico_core::{AppStatus, Framework, ReplicaState};
@@ -229,8 +229,8 @@ impl Store {
 
     pub async fn insert_replica(&self, replica: &ReplicaRow) -> Result<()> {
         sqlx::query(
-            "INSERT INTO replicas (id, app, release_id, runtime, pid, endpoint, state, exit_reason, log_path, started_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO replicas (id, app, release_id, runtime, pid, endpoint, state, exit_reason, log_path, started_at, updated_at, owner_id, owner_email)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&replica.id)
         .bind(&replica.app)
@@ -243,6 +243,8 @@ impl Store {
         .bind(&replica.log_path)
         .bind(&replica.started_at)
         .bind(&replica.started_at)
+        .bind(replica.owner.as_ref().map(|o| o.id))
+        .bind(replica.owner.as_ref().map(|o| o.email.as_str()))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -267,7 +269,7 @@ impl Store {
     /// Replicas an earlier run left serving: the candidates for adoption at start-up.
     pub async fn serving_replicas(&self) -> Result<Vec<ReplicaRow>> {
         let rows: Vec<rows::ReplicaRecord> = sqlx::query_as(
-            "SELECT id, app, release_id, runtime, pid, endpoint, state, exit_reason, log_path, started_at
+            "SELECT id, app, release_id, runtime, pid, endpoint, state, exit_reason, log_path, started_at, owner_id, owner_email
              FROM replicas WHERE state = 'ready' ORDER BY started_at, rowid",
         )
         .fetch_all(&self.pool)
@@ -326,7 +328,7 @@ impl Store {
     /// The app's replicas, newest first.
     pub async fn replicas(&self, app: &str, limit: i64) -> Result<Vec<ReplicaRow>> {
         let rows: Vec<rows::ReplicaRecord> = sqlx::query_as(
-            "SELECT id, app, release_id, runtime, pid, endpoint, state, exit_reason, log_path, started_at
+            "SELECT id, app, release_id, runtime, pid, endpoint, state, exit_reason, log_path, started_at, owner_id, owner_email
              FROM replicas WHERE app = ? ORDER BY started_at DESC, rowid DESC LIMIT ?",
         )
         .bind(app)

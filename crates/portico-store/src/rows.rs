@@ -29,6 +29,15 @@ pub struct ReplicaRow {
     pub exit_reason: Option<String>,
     pub log_path: String,
     pub started_at: String,
+    /// Per-user apps: whose instance it is.
+    pub owner: Option<InstanceOwner>,
+}
+
+/// The person a private instance belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InstanceOwner {
+    pub id: i64,
+    pub email: String,
 }
 
 #[derive(sqlx::FromRow)]
@@ -43,6 +52,8 @@ pub(crate) struct ReplicaRecord {
     exit_reason: Option<String>,
     log_path: String,
     started_at: String,
+    owner_id: Option<i64>,
+    owner_email: Option<String>,
 }
 
 impl From<ReplicaRecord> for ReplicaRow {
@@ -59,6 +70,10 @@ impl From<ReplicaRecord> for ReplicaRow {
             exit_reason: r.exit_reason,
             log_path: r.log_path,
             started_at: r.started_at,
+            owner: r.owner_id.map(|id| InstanceOwner {
+                id,
+                email: r.owner_email.unwrap_or_default(),
+            }),
         }
     }
 }

@@ -45,6 +45,10 @@ async fn apps_releases_replicas_and_events_round_trip() {
             exit_reason: None,
             log_path: "/tmp/x.log".into(),
             started_at: timestamp(),
+            owner: Some(InstanceOwner {
+                id: 7,
+                email: "ada@example.com".into(),
+            }),
         })
         .await
         .unwrap();
@@ -70,6 +74,10 @@ async fn apps_releases_replicas_and_events_round_trip() {
     let replicas = store.replicas("sales", 10).await.unwrap();
     assert_eq!(replicas[0].state, ReplicaState::Exited);
     assert_eq!(replicas[0].pid, Some(42));
+    assert_eq!(
+        replicas[0].owner.as_ref().map(|o| o.email.as_str()),
+        Some("ada@example.com")
+    );
     assert_eq!(
         store.events("sales", 10).await.unwrap()[0].message,
         "killed by SIGKILL"

@@ -316,7 +316,8 @@ pub fn app_route(app: &PreparedApp, limits: &LimitsConfig, urls: &PublicUrls) ->
             .frame_policy(&spec.frame_ancestors)
             .map(bytes::Bytes::from),
         demand: Arc::default(),
-        start_wait: spec.scale.start_wait,
+        start_wait: spec.start_wait(),
+        per_user: spec.per_user.is_some(),
     }
 }
 
@@ -389,7 +390,7 @@ fn route_differs(
         || a.access != b.access
         || a.firewall != b.firewall
         || a.frame_ancestors != b.frame_ancestors
-        || a.scale.start_wait != b.scale.start_wait
+        || a.start_wait() != b.start_wait()
         || a.max_body_bytes.unwrap_or(old_limits.max_body_bytes)
             != b.max_body_bytes.unwrap_or(new_limits.max_body_bytes)
 }

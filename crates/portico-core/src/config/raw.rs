@@ -21,6 +21,9 @@ pub struct ConfigFile {
     pub firewall: Firewall,
     #[serde(default)]
     pub limits: super::limits::RawLimits,
+    /// `[profiles.<name>]`: sizes per-user instances are started with.
+    #[serde(default)]
+    pub profiles: BTreeMap<String, super::instances::RawProfile>,
     #[serde(default)]
     pub apps: Vec<App>,
 }
@@ -125,6 +128,7 @@ pub struct Fleet {
     pub max_replicas: Option<u32>,
     #[serde(default)]
     pub keep_replicas_on_exit: bool,
+    pub max_instances_per_user: Option<u32>,
 }
 
 impl Default for Fleet {
@@ -137,6 +141,7 @@ impl Default for Fleet {
             probe_failures: None,
             max_replicas: None,
             keep_replicas_on_exit: false,
+            max_instances_per_user: None,
         }
     }
 }
@@ -178,6 +183,11 @@ pub struct App {
     pub frame_ancestors: Vec<String>,
     /// `[apps.scale]`: how many replicas.
     pub scale: Option<Scale>,
+    /// `"shared"` (the default) or `"per-user"`.
+    #[serde(default)]
+    pub mode: super::instances::RawMode,
+    /// `[apps.per_user]`: private instances.
+    pub per_user: Option<super::instances::RawPerUser>,
 }
 
 #[derive(Debug, Deserialize, Default)]

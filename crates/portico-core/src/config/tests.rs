@@ -418,3 +418,82 @@ fn frame_ancestors_must_be_origins_that_cannot_break_out_of_the_header() {
     );
     assert!(message.contains("apps[0].frame_ancestors[1]"), "{message}");
 }
+
+#[test]
+fn per_user_apps_take_profiles_by_name_and_refuse_what_cannot_apply() {
+    let (_dir, path) = workspace();
+    let config = Config::parse(
+        &path,
+        r#"
+[profiles.large]
+cpus = 4
+memory_mb = 16384
+groups = ["research"]
+[profiles.small]
+cpus = 0.5
+memory_mb = 2048
+
+[[apps]]
+name = "lab"
+source = "app"
+mode = "per-user"
+[apps.per_user]
+idle_timeout_secs = 600
+profiles = ["large", "small"]
+
+[[apps]]
+name = "sales"
+source = "app"
+"#,
+    )
+    .unwrap();
+    let lab = config.apps[0].per_user.as_ref().expect("per-user");
+    assert_eq!(lab.idle_timeout, std::time::Duration::from_secs(600));
+    assert_eq!(lab.max_instances, 20);
+    let names: Vec<&str> = lab.profiles.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["large", "small"], "in the app's order");
+    assert_eq!(
+        config.apps[0].start_wait(),
+        std::time::Duration::from_secs(120)
+    );
+    assert!(config.apps[1].per_user.is_none(), "shared by default");
+    assert_eq!(config.fleet.max_instances_per_user, 4);
+
+    let message = errors(
+        r#"
+[fleet]
+max_instances_per_user = 0
+[profiles.tiny]
+memory_mb = 8
+cpus = -1
+
+[[apps]]
+name = "lab"
+source = "app"
+mode = "per-user"
+access = "public"
+scale = { max = 3 }
+per_user = { profiles = ["huge"], max_instances = 0, idle_timeout_secs = 0 }
+
+[[apps]]
+name = "sales"
+source = "app"
+per_user = { idle_timeout_secs = 600 }
+"#,
+    );
+    for expected in [
+        "fleet.max_instances_per_user = 0 would let nobody open a per-user app",
+        "profiles.tiny.memory_mb = 8 is too little",
+        "profiles.tiny.cpus = -1 is out of range",
+        "apps[0].access = \"public\" cannot go with mode = \"per-user\"",
+        "apps[0].scale: does not apply with mode = \"per-user\"",
+        "apps[0].per_user.profiles[0] = \"huge\" is not a profile; the profiles are tiny",
+        "apps[0].per_user.max_instances = 0 is out of range; write 1 to 1000",
+        "apps[0].per_user.idle_timeout_secs = 0 is out of range; write 1 to 604800",
+        "apps[1].per_user: only applies with mode = \"per-user\"",
+    ] {
+        assert!(message.contains(expected), "{expected} in {message}");
+    }
+    let message = errors("[[apps]]\nname = \"lab\"\nsource = \"app\"\nmode = \"private\"\n");
+    assert!(message.contains("mode"), "{message}");
+}

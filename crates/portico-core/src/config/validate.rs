@@ -2,6 +2,7 @@
 
 use super::limits::seconds;
 use super::raw;
+use super::SizeProfile;
 use super::{
     AppSpec, AuthConfig, BuildConfig, Config, FleetConfig, Installer, MfaPolicy, Problem,
     ScaleSpec, ServerConfig, SmtpConfig, SmtpSecurity,
@@ -9,13 +10,19 @@ use super::{
 use crate::access::Access;
 use crate::firewall::{FirewallConfig, IpRules};
 use crate::model::Framework;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 /// Environment variables Portico sets for every replica; an app may not override them.
-const RESERVED_ENV: &[&str] = &["PORT", "PORTICO_INSTANCE", "PORTICO_REPLICA"];
+const RESERVED_ENV: &[&str] = &[
+    "PORT",
+    "PORTICO_INSTANCE",
+    "PORTICO_REPLICA",
+    "PORTICO_USER",
+    "PORTICO_HOME",
+];
 
 pub fn validate(raw: raw::ConfigFile, base: &Path) -> Result<Config, Vec<Problem>> {
     let mut problems = Vec::new();
@@ -36,7 +43,8 @@ pub fn validate(raw: raw::ConfigFile, base: &Path) -> Result<Config, Vec<Problem
             "redirects to HTTPS, which needs a [tls] table; add one or remove the key",
         ));
     }
-    let apps = apps(raw.apps, base, &mut problems);
+    let profiles = super::instances::profiles(raw.profiles, &mut problems);
+    let apps = apps(raw.apps, base, &profiles, &mut problems);
     if problems.is_empty() {
         Ok(Config {
             path: PathBuf::new(),
@@ -172,7 +180,15 @@ fn fleet(raw: raw::Fleet, problems: &mut Vec<Problem>) -> FleetConfig {
             "= 0 leaves no room for the autoscaler; write the most replicas this machine should run, e.g. 100",
         ));
     }
+    let per_user = raw.max_instances_per_user.unwrap_or(4);
+    if per_user == 0 {
+        problems.push(Problem::new(
+            "fleet.max_instances_per_user",
+            "= 0 would let nobody open a per-user app; write how many private instances one person may run at once, e.g. 4",
+        ));
+    }
     FleetConfig {
+        max_instances_per_user: per_user.max(1),
         max_replicas: max_replicas.max(1),
         probe_interval: Duration::from_secs(probe_interval.clamp(1, 3600)),
         probe_failures: probe_failures.clamp(1, 100),
@@ -405,7 +421,12 @@ fn access(key: &str, value: Option<&toml::Value>, problems: &mut Vec<Problem>) -
     }
 }
 
-fn apps(raw: Vec<raw::App>, base: &Path, problems: &mut Vec<Problem>) -> Vec<AppSpec> {
+fn apps(
+    raw: Vec<raw::App>,
+    base: &Path,
+    profiles: &BTreeMap<String, SizeProfile>,
+    problems: &mut Vec<Problem>,
+) -> Vec<AppSpec> {
     let mut first_index: HashMap<String, usize> = HashMap::new();
     let mut apps = Vec::with_capacity(raw.len());
     for (i, app) in raw.into_iter().enumerate() {
@@ -503,11 +524,21 @@ fn apps(raw: Vec<raw::App>, base: &Path, problems: &mut Vec<Problem>) -> Vec<App
             allow: nets(&key("firewall.allow"), &lists.allow, problems),
             deny: nets(&key("firewall.deny"), &lists.deny, problems),
         };
+        let per_user = super::instances::per_user(
+            &format!("apps[{i}]"),
+            app.mode,
+            app.per_user,
+            app.scale.is_some(),
+            access == crate::Access::Public,
+            profiles,
+            problems,
+        );
         let scale = scale(&key("scale"), app.scale.unwrap_or_default(), problems);
         apps.push(AppSpec {
             access,
             firewall,
             scale,
+            per_user,
             max_body_bytes: app.max_body_bytes,
             frame_ancestors: frame_ancestors(
                 &key("frame_ancestors"),
