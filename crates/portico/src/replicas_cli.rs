@@ -25,6 +25,8 @@ struct ReplicaLine {
     websockets: Option<usize>,
     recent_clients: Option<usize>,
     in_flight: Option<usize>,
+    /// Per-user apps: whose private instance it is.
+    owner: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -101,6 +103,7 @@ async fn listing(explicit: Option<PathBuf>, only: Option<&str>) -> Result<Listin
                 websockets: count(|l| l.websockets),
                 recent_clients: count(|l| l.recent_clients),
                 in_flight: count(|l| l.in_flight),
+                owner: row.owner.map(|o| o.email),
                 id: row.id,
             });
         }
@@ -125,14 +128,22 @@ fn print_table(listing: &Listing) {
         println!("No replica is running.");
     } else {
         println!(
-            "{:<16} {:<22} {:<9} {:<8} {:<22} {:>8} {:>10} {:>9}  STARTED",
-            "APP", "REPLICA", "STATE", "PID", "ADDRESS", "SESSIONS", "WEBSOCKETS", "IN FLIGHT"
+            "{:<16} {:<22} {:<9} {:<8} {:<22} {:>8} {:>10} {:>9}  {:<27} OWNER",
+            "APP",
+            "REPLICA",
+            "STATE",
+            "PID",
+            "ADDRESS",
+            "SESSIONS",
+            "WEBSOCKETS",
+            "IN FLIGHT",
+            "STARTED"
         );
     }
     let shown = |n: Option<usize>| n.map_or_else(|| "-".to_owned(), |n| n.to_string());
     for r in &listing.replicas {
         println!(
-            "{:<16} {:<22} {:<9} {:<8} {:<22} {:>8} {:>10} {:>9}  {}",
+            "{:<16} {:<22} {:<9} {:<8} {:<22} {:>8} {:>10} {:>9}  {:<27} {}",
             r.app,
             r.id,
             r.state,
@@ -141,7 +152,8 @@ fn print_table(listing: &Listing) {
             shown(r.sessions),
             shown(r.websockets),
             shown(r.in_flight),
-            r.started_at
+            r.started_at,
+            r.owner.as_deref().unwrap_or("-")
         );
     }
     for (app, waiting) in &listing.waiting {

@@ -1,0 +1,197 @@
+//! Per-user instances (`mode = "per-user"`): each person who opens the app gets a private
+//! instance, started on their first visit, that nobody else reaches; it is stopped when it
+//! has been unused for the idle timeout, and the files in the person's home folder outlive
+//! it and a restart of Portico. The app is a real Flask notebook that keeps notes in
+//! `$HOME/notes.txt`.
+
+use portico_testkit::{eventually, fixtures_dir, AppConfig, Portico, PorticoConfig, Visitor};
+use reqwest::header::{ACCEPT, COOKIE};
+use serde_json::Value;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_portico");
+const PASSWORD: &str = "a-long-enough-password-1";
+
+fn config() -> PorticoConfig {
+    let app = AppConfig::new("notes", fixtures_dir().join("notes")).with(
+        "access = \"signed-in\"\nmode = \"per-user\"\nper_user = { idle_timeout_secs = 3, profiles = [\"standard\"] }",
+    );
+    PorticoConfig {
+        sections: "[profiles.standard]\ncpus = 1\nmemory_mb = 512\ngroups = [\"analysts\"]\n"
+            .into(),
+        ..PorticoConfig::default()
+    }
+    .with_app(app)
+}
+
+async fn signed_in(portico: &Portico, email: &str) -> Visitor {
+    let visitor = Visitor::new(portico, &["notes"]);
+    visitor.sign_in(email, PASSWORD).await;
+    visitor
+}
+
+/// What the person's instance says about itself (the request is held while it starts).
+async fn notebook(portico: &Portico, visitor: &Visitor) -> Value {
+    let url = portico.app_host_url("notes");
+    // A page load goes through the sign-in handshake to the app's host first.
+    let landing = visitor.open(&url).await;
+    assert!(
+        landing.status == 200 || landing.status == 503,
+        "{} {}",
+        landing.status,
+        landing.body
+    );
+    let response = visitor
+        .client
+        .get(&url)
+        .header(ACCEPT, "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+fn status(portico: &Portico) -> String {
+    let apps = portico.apps_json();
+    apps["apps"][0]["status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn everyone_gets_a_private_instance_culled_when_idle_with_a_home_that_stays() {
+    let mut portico = Portico::start(BIN, config()).await;
+    assert_eq!(
+        status(&portico),
+        "sleeping",
+        "no instance before anyone asks"
+    );
+    for email in ["ada@example.com", "bob@example.com"] {
+        portico.add_user(email, PASSWORD, &["analysts"]);
+    }
+    portico.add_user("carol@example.com", PASSWORD, &[]);
+
+    // Ada's first visit: the waiting page says it is her own instance starting.
+    let ada = signed_in(&portico, "ada@example.com").await;
+    let first = ada.open(&portico.app_host_url("notes")).await;
+    assert_eq!(first.status, 503, "{}", first.body);
+    assert!(
+        first.body.contains("Starting your notes app"),
+        "{}",
+        first.body
+    );
+    let hers = notebook(&portico, &ada).await;
+    assert_eq!(hers["owner"], "ada@example.com");
+    assert_eq!(hers["forwarded_user"], "ada@example.com");
+    assert_eq!(hers["memory_limit"], "536870912", "the profile's size");
+    let home = std::path::PathBuf::from(hers["home"].as_str().unwrap());
+    assert!(
+        home.starts_with(std::fs::canonicalize(portico.data_path("homes")).unwrap())
+            || home.starts_with(portico.data_path("homes")),
+        "{home:?}"
+    );
+    let saved = ada
+        .client
+        .post(format!("{}notes", portico.app_host_url("notes")))
+        .body("ada's secret plan")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), 200);
+
+    // Bob gets another instance, which knows nothing of Ada's notes.
+    let bob = signed_in(&portico, "bob@example.com").await;
+    let his = notebook(&portico, &bob).await;
+    assert_eq!(his["owner"], "bob@example.com");
+    assert_ne!(his["replica"], hers["replica"]);
+    assert_eq!(his["notes"], "");
+    assert_eq!(portico.ready_replicas("notes").len(), 2);
+
+    // The attack: Bob sends Ada's replica cookie (as if he had copied it) with his own
+    // session; he still reaches only his own instance.
+    let host = format!("http://notes.localhost:{}/", portico.port);
+    let cookies_of = |visitor: &Visitor| {
+        use reqwest::cookie::CookieStore;
+        visitor
+            .jar
+            .cookies(&host.parse().unwrap())
+            .map(|c| c.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    let adas_replica_cookie = cookies_of(&ada)
+        .split("; ")
+        .find(|c| c.starts_with("portico_replica_"))
+        .expect("Ada holds a replica cookie")
+        .to_owned();
+    let bobs_session = cookies_of(&bob)
+        .split("; ")
+        .find(|c| c.starts_with("portico_session="))
+        .expect("Bob is signed in on the app's host")
+        .to_owned();
+    let forged = reqwest::Client::builder()
+        .resolve("notes.localhost", ([127, 0, 0, 1], portico.port).into())
+        .build()
+        .unwrap()
+        .get(portico.app_host_url("notes"))
+        .header(COOKIE, format!("{bobs_session}; {adas_replica_cookie}"))
+        .send()
+        .await
+        .unwrap();
+    let answer: Value = forged.json().await.unwrap();
+    assert_eq!(answer["owner"], "bob@example.com", "{answer}");
+    assert_eq!(answer["notes"], "");
+
+    // Carol is allowed in, but no size profile is for her groups: she is told so at once.
+    let carol = signed_in(&portico, "carol@example.com").await;
+    carol.open(&portico.app_host_url("notes")).await;
+    let refused = carol
+        .client
+        .get(portico.app_host_url("notes"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    let page = refused.text().await.unwrap();
+    assert!(
+        page.contains("None of its size profiles (standard) is for your groups"),
+        "{page}"
+    );
+    assert_eq!(
+        portico.ready_replicas("notes").len(),
+        2,
+        "none started for her"
+    );
+
+    // Nobody uses them for the idle timeout: both are culled, and the app sleeps.
+    eventually("both instances culled", Duration::from_secs(60), || async {
+        (portico.ready_replicas("notes").is_empty() && status(&portico) == "sleeping").then_some(())
+    })
+    .await;
+    let log = portico.log();
+    assert!(
+        log.contains("culled ada@example.com's instance: unused for 3s; their home folder stays"),
+        "{log}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(home.join("notes.txt")).unwrap(),
+        "ada's secret plan\n",
+        "her home outlives the instance"
+    );
+
+    // Her next visit starts a new instance that finds her notes.
+    let again = notebook(&portico, &ada).await;
+    assert_ne!(again["replica"], hers["replica"], "a new instance");
+    assert_eq!(again["notes"], "ada's secret plan\n");
+
+    // And so does the first visit after Portico restarts.
+    portico.signal(nix::sys::signal::Signal::SIGTERM);
+    portico.wait_exit(Duration::from_secs(60)).await;
+    portico.start_again().await;
+    let after_restart = notebook(&portico, &ada).await;
+    assert_eq!(after_restart["owner"], "ada@example.com");
+    assert_eq!(after_restart["notes"], "ada's secret plan\n");
+    let listing = String::from_utf8(portico.cli(&["replicas", "notes"]).stdout).unwrap();
+    assert!(listing.contains("ada@example.com"), "{listing}");
+}
