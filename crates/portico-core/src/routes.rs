@@ -37,6 +37,8 @@ pub struct AppRoute {
     pub start_wait: std::time::Duration,
     /// `mode = "per-user"`: each endpoint belongs to one person, and only they reach it.
     pub per_user: bool,
+    /// Per-user apps with `per_user.admin_access`: administrators may open anyone's.
+    pub admin_access: bool,
 }
 
 impl AppRoute {

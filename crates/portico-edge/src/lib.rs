@@ -16,6 +16,7 @@ mod guards;
 mod hop;
 mod identity;
 mod identity_headers;
+mod instance_visit;
 mod lifecycle;
 mod limits;
 mod listener;
@@ -59,5 +60,6 @@ pub(crate) fn test_route(
         demand: Default::default(),
         start_wait: std::time::Duration::from_secs(60),
         per_user: false,
+        admin_access: false,
     }
 }

@@ -5,6 +5,7 @@ use crate::body::{from_axum, full, ProxyBody};
 use crate::guards::{GuardConfig, Guards};
 use crate::identity::{foreign_websocket_origin, identify};
 use crate::identity_headers::IdentityHeaderCache;
+use crate::instance_visit::{self, INSTANCE_PREFIX};
 use crate::pages::{plain, redirect, Page, WAIT_HEADER};
 use crate::policy;
 use crate::proxy::{Forward, ProxyError, Upstream, UpstreamTimeouts};
@@ -302,6 +303,24 @@ impl Edge {
                 ),
             );
         }
+        // An administrator opening someone's private instance (per-user apps).
+        if mode == Mode::Host && route.per_user {
+            if let Some(which) = req.uri().path().strip_prefix(INSTANCE_PREFIX) {
+                let response = match identity.user() {
+                    Some(user) => instance_visit::open(
+                        which,
+                        req.headers(),
+                        user,
+                        &route,
+                        &self.sticky,
+                        &self.options.audit,
+                        &self.portal_url,
+                    ),
+                    None => signin::required(&req, mode, &self.options.urls, &self.portal_url),
+                };
+                return self.finish(&route.name, started, response);
+            }
+        }
         // An app's own host reserves /_portico/ for the end of the sign-in handshake.
         if mode == Mode::Host && req.uri().path().starts_with(signin::RESERVED_PREFIX) {
             let response = signin::on_app_host(
@@ -373,7 +392,18 @@ impl Edge {
                 return self.finish(&route.name, started, response);
             }
         };
-        let route = if !has_replica(&route, owner) {
+        let stuck = self.sticky.read(req.headers(), &route.name);
+        // An administrator who opened someone's instance (`per_user.admin_access`).
+        let visiting = owner
+            .filter(|user| user.admin && route.admin_access)
+            .and(stuck)
+            .and_then(|s| {
+                route
+                    .endpoints
+                    .iter()
+                    .position(|e| *e.replica == *s.replica && e.owner.is_some())
+            });
+        let route = if visiting.is_none() && !has_replica(&route, owner) {
             match self.wait_for_replica(&req, route, owner).await {
                 Ok(route) => route,
                 Err((name, response)) => return self.finish(&name, started, response),
@@ -390,10 +420,10 @@ impl Edge {
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             return self.finish(&route.name, started, ready);
         }
-        let stuck = self.sticky.read(req.headers(), &route.name);
-        let endpoint = match owner {
-            Some(user) => route.instance_of(user.id),
-            None => self.balancer.pick(&route, stuck.map(|s| s.replica)),
+        let endpoint = match (visiting, owner) {
+            (Some(index), _) => route.endpoints.get(index),
+            (None, Some(user)) => route.instance_of(user.id),
+            (None, None) => self.balancer.pick(&route, stuck.map(|s| s.replica)),
         };
         let Some(endpoint) = endpoint else {
             return self.finish(&route.name, started, self.not_ready(&route));

@@ -15,7 +15,7 @@ use portico_identity::{Handoffs, Sessions};
 pub const RESERVED_PREFIX: &str = "/_portico/";
 const CALLBACK: &str = "/_portico/callback";
 
-fn see_other(location: &str) -> Response<ProxyBody> {
+pub(crate) fn see_other(location: &str) -> Response<ProxyBody> {
     let mut response = Response::new(empty());
     *response.status_mut() = StatusCode::SEE_OTHER;
     if let Ok(value) = HeaderValue::from_str(location) {

@@ -105,6 +105,18 @@ impl Sticky {
         ))
         .ok()
     }
+
+    /// `Set-Cookie` that removes the client's cookie for `app`.
+    pub fn clear_cookie(&self, app: &str) -> Option<HeaderValue> {
+        HeaderValue::from_str(&set_cookie(
+            &self.cookie_name(app),
+            "",
+            "Lax",
+            self.secure,
+            Some(0),
+        ))
+        .ok()
+    }
 }
 
 #[cfg(test)]

@@ -44,6 +44,24 @@ impl AuditSink {
         }
     }
 
+    /// Records that administrator `actor` opened someone else's private instance of `app`.
+    /// Never waits.
+    pub fn instance_opened(&self, actor: &str, app: &str, detail: &str) {
+        let entry = Entry {
+            actor: actor.to_owned(),
+            action: "instance.opened",
+            subject: app.to_owned(),
+            detail: detail.to_owned(),
+        };
+        if self.tx.try_send(entry).is_err() {
+            tracing::warn!(
+                actor,
+                app,
+                "audit queue full: an instance-opened entry was dropped"
+            );
+        }
+    }
+
     /// Records that `actor` was refused `app`. Never waits.
     pub fn access_denied(&self, actor: &str, app: &str, detail: &str) {
         let key = (actor.to_owned(), app.to_owned());

@@ -318,6 +318,7 @@ pub fn app_route(app: &PreparedApp, limits: &LimitsConfig, urls: &PublicUrls) ->
         demand: Arc::default(),
         start_wait: spec.start_wait(),
         per_user: spec.per_user.is_some(),
+        admin_access: spec.per_user.as_ref().is_some_and(|p| p.admin_access),
     }
 }
 

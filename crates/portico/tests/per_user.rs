@@ -1,7 +1,8 @@
 //! Per-user instances (`mode = "per-user"`): each person who opens the app gets a private
 //! instance, started on their first visit, that nobody else reaches; it is stopped when it
 //! has been unused for the idle timeout, and the files in the person's home folder outlive
-//! it and a restart of Portico. The app is a real Flask notebook that keeps notes in
+//! it and a restart of Portico. Administrators may open someone's instance only where the
+//! app allows it, and that is audited. The app is a real Flask notebook that keeps notes in
 //! `$HOME/notes.txt`.
 
 use portico_testkit::{eventually, fixtures_dir, AppConfig, Portico, PorticoConfig, Visitor};
@@ -14,7 +15,7 @@ const PASSWORD: &str = "a-long-enough-password-1";
 
 fn config() -> PorticoConfig {
     let app = AppConfig::new("notes", fixtures_dir().join("notes")).with(
-        "access = \"signed-in\"\nmode = \"per-user\"\nper_user = { idle_timeout_secs = 3, profiles = [\"standard\"] }",
+        "access = \"signed-in\"\nmode = \"per-user\"\nper_user = { idle_timeout_secs = 8, profiles = [\"standard\"], admin_access = true }",
     );
     PorticoConfig {
         sections: "[profiles.standard]\ncpus = 1\nmemory_mb = 512\ngroups = [\"analysts\"]\n"
@@ -72,6 +73,11 @@ async fn everyone_gets_a_private_instance_culled_when_idle_with_a_home_that_stay
         portico.add_user(email, PASSWORD, &["analysts"]);
     }
     portico.add_user("carol@example.com", PASSWORD, &[]);
+    portico.add_user("root@example.com", PASSWORD, &["analysts"]);
+    assert!(portico
+        .cli(&["users", "set-admin", "root@example.com"])
+        .status
+        .success());
 
     // Ada's first visit: the waiting page says it is her own instance starting.
     let ada = signed_in(&portico, "ada@example.com").await;
@@ -143,6 +149,29 @@ async fn everyone_gets_a_private_instance_culled_when_idle_with_a_home_that_stay
     assert_eq!(answer["owner"], "bob@example.com", "{answer}");
     assert_eq!(answer["notes"], "");
 
+    // Nor by asking for it by name: only administrators may open someone's instance.
+    let adas_replica = hers["replica"].as_str().unwrap();
+    let open_hers = format!(
+        "{}_portico/instance/{adas_replica}",
+        portico.app_host_url("notes")
+    );
+    assert_eq!(bob.get(&open_hers).await.status(), 403);
+    assert_eq!(notebook(&portico, &bob).await["owner"], "bob@example.com");
+
+    // An administrator may (per_user.admin_access = true), and is audited; then back to
+    // their own instance.
+    let root = signed_in(&portico, "root@example.com").await;
+    root.open(&portico.app_host_url("notes")).await;
+    assert_eq!(root.get(&open_hers).await.status(), 303);
+    let visited = notebook(&portico, &root).await;
+    assert_eq!(visited["owner"], "ada@example.com");
+    assert_eq!(visited["forwarded_user"], "root@example.com");
+    let audit = String::from_utf8(portico.cli(&["audit"]).stdout).unwrap();
+    assert!(audit.contains("instance.opened"), "{audit}");
+    let mine = format!("{}_portico/instance/mine", portico.app_host_url("notes"));
+    assert_eq!(root.get(&mine).await.status(), 303);
+    assert_eq!(notebook(&portico, &root).await["owner"], "root@example.com");
+
     // Carol is allowed in, but no size profile is for her groups: she is told so at once.
     let carol = signed_in(&portico, "carol@example.com").await;
     carol.open(&portico.app_host_url("notes")).await;
@@ -158,20 +187,18 @@ async fn everyone_gets_a_private_instance_culled_when_idle_with_a_home_that_stay
         page.contains("None of its size profiles (standard) is for your groups"),
         "{page}"
     );
-    assert_eq!(
-        portico.ready_replicas("notes").len(),
-        2,
-        "none started for her"
-    );
+    let listing = String::from_utf8(portico.cli(&["replicas", "notes"]).stdout).unwrap();
+    assert!(!listing.contains("carol@"), "none started for her: {listing}");
+    assert!(listing.contains("root@example.com"), "{listing}");
 
-    // Nobody uses them for the idle timeout: both are culled, and the app sleeps.
-    eventually("both instances culled", Duration::from_secs(60), || async {
+    // Nobody uses them for the idle timeout: all are culled, and the app sleeps.
+    eventually("every instance culled", Duration::from_secs(60), || async {
         (portico.ready_replicas("notes").is_empty() && status(&portico) == "sleeping").then_some(())
     })
     .await;
     let log = portico.log();
     assert!(
-        log.contains("culled ada@example.com's instance: unused for 3s; their home folder stays"),
+        log.contains("culled ada@example.com's instance: unused for 8s; their home folder stays"),
         "{log}"
     );
     assert_eq!(

@@ -51,6 +51,8 @@ struct ReplicaView {
     sessions: usize,
     websockets: usize,
     in_flight: usize,
+    /// Per-user apps: whose private instance it is; empty otherwise.
+    owner: String,
 }
 
 pub async fn page(
@@ -106,6 +108,7 @@ async fn views(store: &Store, live: &[LiveApp]) -> portico_store::Result<Vec<App
                     sessions: load.map_or(0, |l| l.sessions),
                     websockets: load.map_or(0, |l| l.websockets),
                     in_flight: load.map_or(0, |l| l.in_flight),
+                    owner: r.owner.map(|o| o.email).unwrap_or_default(),
                     id: r.id,
                 }
             })

@@ -27,6 +27,7 @@ pub struct RawPerUser {
     pub start_wait_secs: Option<u64>,
     #[serde(default)]
     pub profiles: Vec<String>,
+    pub admin_access: Option<bool>,
 }
 
 /// `[profiles.<name>]` as written.
@@ -54,6 +55,9 @@ pub struct PerUserSpec {
     /// Sizes in the order written: a person's instance gets the first whose groups they are
     /// in (a profile without groups is for everyone). Empty: no size limits.
     pub profiles: Vec<SizeProfile>,
+    /// Whether administrators may open anyone's instance (at
+    /// `https://<app host>/_portico/instance/<replica>`, recorded in the audit log).
+    pub admin_access: bool,
 }
 
 impl Default for PerUserSpec {
@@ -63,6 +67,7 @@ impl Default for PerUserSpec {
             max_instances: 20,
             start_wait: Duration::from_secs(120),
             profiles: Vec::new(),
+            admin_access: false,
         }
     }
 }
@@ -223,6 +228,7 @@ pub(super) fn per_user(
             problems,
         ),
         profiles: chosen,
+        admin_access: raw.admin_access.unwrap_or(defaults.admin_access),
     })
 }
 
