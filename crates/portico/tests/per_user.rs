@@ -188,7 +188,10 @@ async fn everyone_gets_a_private_instance_culled_when_idle_with_a_home_that_stay
         "{page}"
     );
     let listing = String::from_utf8(portico.cli(&["replicas", "notes"]).stdout).unwrap();
-    assert!(!listing.contains("carol@"), "none started for her: {listing}");
+    assert!(
+        !listing.contains("carol@"),
+        "none started for her: {listing}"
+    );
     assert!(listing.contains("root@example.com"), "{listing}");
 
     // Nobody uses them for the idle timeout: all are culled, and the app sleeps.
