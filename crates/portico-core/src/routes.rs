@@ -66,9 +66,25 @@ pub struct Demand {
 struct OwnerWait {
     user: Arc<User>,
     waiting: usize,
-    /// Why their instance cannot start (a limit, no size profile for them), said to every
-    /// request of theirs until the last one has gone; the next visit asks again.
-    refused: Option<Arc<str>>,
+    /// Whether the supervisor has read this wish since the last request arrived. A page
+    /// load answered at once with the waiting page must still start the instance, so an
+    /// entry stays until it has been seen, even after its requests have gone.
+    seen: bool,
+    /// Why their instance cannot start (a limit, no size profile for them), and when that
+    /// was decided: said to each of their requests for [`REFUSAL_KEPT`] (so that the
+    /// waiting page's reload shows it), after which a visit asks again.
+    refused: Option<(Arc<str>, std::time::Instant)>,
+}
+
+/// How long a refusal answers a person's requests before their next visit asks again.
+pub const REFUSAL_KEPT: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl OwnerWait {
+    fn refused_now(&self) -> bool {
+        self.refused
+            .as_ref()
+            .is_some_and(|(_, at)| at.elapsed() < REFUSAL_KEPT)
+    }
 }
 
 impl Demand {
@@ -87,9 +103,16 @@ impl Demand {
         if let Ok(mut owners) = self.owners.lock() {
             owners
                 .entry(user.id)
+                .and_modify(|wait| {
+                    if !wait.refused_now() {
+                        wait.refused = None;
+                        wait.seen = false;
+                    }
+                })
                 .or_insert_with(|| OwnerWait {
                     user: user.clone(),
                     waiting: 0,
+                    seen: false,
                     refused: None,
                 })
                 .waiting += 1;
@@ -99,34 +122,41 @@ impl Demand {
         guard
     }
 
-    /// The people with requests waiting for an instance that has not been refused.
+    /// The people who asked for their instance since the last call, or still wait for it,
+    /// and have not been refused.
     pub fn wanted_owners(&self) -> Vec<Arc<User>> {
-        self.owners.lock().map_or_else(
-            |_| Vec::new(),
-            |owners| {
-                owners
-                    .values()
-                    .filter(|w| w.refused.is_none())
-                    .map(|w| w.user.clone())
-                    .collect()
-            },
-        )
+        let Ok(mut owners) = self.owners.lock() else {
+            return Vec::new();
+        };
+        let wanted = owners
+            .values_mut()
+            .filter(|w| w.refused.is_none())
+            .map(|w| {
+                w.seen = true;
+                w.user.clone()
+            })
+            .collect();
+        owners.retain(|_, w| w.waiting > 0 || w.refused_now());
+        wanted
     }
 
-    /// Tells `owner`'s waiting requests that their instance will not start, and why.
+    /// Tells `owner`'s requests that their instance will not start, and why.
     pub fn refuse(&self, owner: i64, reason: &str) {
         if let Ok(mut owners) = self.owners.lock() {
             if let Some(wait) = owners.get_mut(&owner) {
-                wait.refused = Some(reason.into());
+                wait.refused = Some((reason.into(), std::time::Instant::now()));
             }
         }
         self.changed();
     }
 
-    /// Why `owner`'s instance will not start, if it will not.
+    /// Why `owner`'s instance will not start, if it was refused lately.
     pub fn refusal(&self, owner: i64) -> Option<Arc<str>> {
         let owners = self.owners.lock().ok()?;
-        owners.get(&owner)?.refused.clone()
+        let wait = owners.get(&owner)?;
+        wait.refused_now()
+            .then(|| wait.refused.as_ref().map(|(reason, _)| reason.clone()))
+            .flatten()
     }
 
     /// Requests waiting now.
@@ -166,7 +196,7 @@ impl Drop for WaitGuard {
         if let (Some(owner), Ok(mut owners)) = (self.owner, self.demand.owners.lock()) {
             if let Some(wait) = owners.get_mut(&owner) {
                 wait.waiting -= 1;
-                if wait.waiting == 0 {
+                if wait.waiting == 0 && wait.seen && wait.refused.is_none() {
                     owners.remove(&owner);
                 }
             }
@@ -448,6 +478,40 @@ pub fn update_app(routes: &SharedRoutes, name: &str, change: impl Fn(&mut AppRou
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn user(id: i64) -> Arc<User> {
+        Arc::new(User {
+            id,
+            email: format!("user{id}@example.com"),
+            display_name: String::new(),
+            groups: Vec::new(),
+            admin: false,
+        })
+    }
+
+    #[test]
+    fn a_wish_for_an_instance_outlives_its_request_until_the_supervisor_reads_it() {
+        let demand = Arc::new(Demand::default());
+        // A page load, answered at once with the waiting page.
+        drop(demand.wait_as(&user(1)));
+        let wanted: Vec<i64> = demand.wanted_owners().iter().map(|u| u.id).collect();
+        assert_eq!(wanted, [1]);
+        assert!(demand.wanted_owners().is_empty(), "read once");
+
+        let held = demand.wait_as(&user(2));
+        assert_eq!(demand.wanted_owners().len(), 1);
+        assert_eq!(demand.wanted_owners().len(), 1, "still waiting");
+        demand.refuse(2, "no profile for you");
+        assert_eq!(demand.refusal(2).as_deref(), Some("no profile for you"));
+        assert!(demand.wanted_owners().is_empty(), "refused is not wanted");
+        drop(held);
+        assert_eq!(
+            demand.refusal(2).as_deref(),
+            Some("no profile for you"),
+            "the waiting page's reload is told"
+        );
+        assert_eq!(demand.waiting(), 0);
+    }
 
     #[test]
     fn recent_clients_are_counted_once_and_forgotten_after_all_windows() {

@@ -676,6 +676,9 @@ impl Edge {
             None => route.demand.wait(),
         };
         let waiter = req.headers().contains_key(WAIT_HEADER);
+        if let Some(reason) = owner.and_then(|user| route.demand.refusal(user.id)) {
+            return Err((route.name.clone(), self.instance_refused(&route, &reason)));
+        }
         if !waiter && is_page_load(req) {
             return Err((route.name.clone(), self.waiting_page(&route)));
         }

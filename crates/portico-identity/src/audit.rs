@@ -47,19 +47,7 @@ impl AuditSink {
     /// Records that administrator `actor` opened someone else's private instance of `app`.
     /// Never waits.
     pub fn instance_opened(&self, actor: &str, app: &str, detail: &str) {
-        let entry = Entry {
-            actor: actor.to_owned(),
-            action: "instance.opened",
-            subject: app.to_owned(),
-            detail: detail.to_owned(),
-        };
-        if self.tx.try_send(entry).is_err() {
-            tracing::warn!(
-                actor,
-                app,
-                "audit queue full: an instance-opened entry was dropped"
-            );
-        }
+        self.send(actor, "instance.opened", app, detail);
     }
 
     /// Records that `actor` was refused `app`. Never waits.
@@ -79,18 +67,20 @@ impl AuditSink {
             }
             recent.insert(key, now);
         }
+        self.send(actor, "access.denied", app, detail);
+    }
+
+    /// Queues an entry for the writer; a full queue drops it with a warning rather than
+    /// holding up a request.
+    fn send(&self, actor: &str, action: &'static str, app: &str, detail: &str) {
         let entry = Entry {
             actor: actor.to_owned(),
-            action: "access.denied",
+            action,
             subject: app.to_owned(),
             detail: detail.to_owned(),
         };
         if self.tx.try_send(entry).is_err() {
-            tracing::warn!(
-                actor,
-                app,
-                "audit queue full: an access-denied entry was dropped"
-            );
+            tracing::warn!(actor, app, action, "audit queue full: an entry was dropped");
         }
     }
 }

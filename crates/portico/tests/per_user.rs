@@ -187,6 +187,14 @@ async fn everyone_gets_a_private_instance_culled_when_idle_with_a_home_that_stay
         page.contains("None of its size profiles (standard) is for your groups"),
         "{page}"
     );
+    // The waiting page reloads itself after such an answer: the reload shows the reason.
+    let reloaded = carol.open(&portico.app_host_url("notes")).await;
+    assert_eq!(reloaded.status, 503);
+    assert!(
+        reloaded.body.contains("None of its size profiles"),
+        "{}",
+        reloaded.body
+    );
     let listing = String::from_utf8(portico.cli(&["replicas", "notes"]).stdout).unwrap();
     assert!(
         !listing.contains("carol@"),
