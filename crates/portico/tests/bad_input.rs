@@ -6,6 +6,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BIN: &str = env!("CARGO_BIN_EXE_portico");
 
+/// Runs `portico <command> --config <config>`; returns (exit code, stderr).
+fn run(command: &str, config: &std::path::Path) -> (Option<i32>, String) {
+    let output = Command::new(BIN)
+        .args([command, "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// Runs `portico check` on a config file with this text; returns (exit code, stderr).
 fn check(text: &str) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
@@ -15,15 +28,8 @@ fn check(text: &str) -> (i32, String) {
     std::fs::write(dir.path().join("notes/readme.txt"), "not an app").unwrap();
     let path = dir.path().join("portico.toml");
     std::fs::write(&path, text).unwrap();
-    let output = Command::new(BIN)
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let (code, message) = run("check", &path);
+    (code.unwrap_or(-1), message)
 }
 
 #[test]
@@ -89,13 +95,9 @@ fn up_refuses_the_same_config_that_check_refuses() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("portico.toml");
     std::fs::write(&path, "[[apps]]\nname = \"x\"\nsource = \"missing\"\n").unwrap();
-    let output = Command::new(BIN)
-        .args(["up", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("apps[0].source = \"missing\""));
+    let (code, message) = run("up", &path);
+    assert_eq!(code, Some(2));
+    assert!(message.contains("apps[0].source = \"missing\""));
     assert!(
         !dir.path().join(".portico").exists(),
         "a refused config creates nothing"
@@ -112,13 +114,8 @@ fn listen_address_in_use_is_explained() {
         &format!("127.0.0.1:{port}"),
     );
     std::fs::write(&path, text).unwrap();
-    let output = Command::new(BIN)
-        .args(["up", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let message = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{message}");
+    let (code, message) = run("up", &path);
+    assert_eq!(code, Some(1), "{message}");
     assert!(
         message.contains(&format!("127.0.0.1:{port} is already in use")),
         "{message}"
@@ -219,13 +216,8 @@ fn a_missing_config_file_is_named_with_the_fix() {
 #[test]
 fn apps_before_portico_ever_ran_says_how_to_start_it() {
     let (dir, path, _) = Portico::prepare(&PorticoConfig::default());
-    let output = Command::new(BIN)
-        .args(["apps", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let message = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1));
+    let (code, message) = run("apps", &path);
+    assert_eq!(code, Some(1));
     assert!(
         message.contains("Portico has not run with the data folder"),
         "{message}"
@@ -257,24 +249,14 @@ fn sign_in_and_mail_settings_that_make_no_sense_are_refused_all_at_once() {
 #[test]
 fn reload_without_a_running_portico_says_so_and_an_invalid_file_changes_nothing() {
     let (dir, path, _) = Portico::prepare(&PorticoConfig::default());
-    let output = Command::new(BIN)
-        .args(["reload", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let message = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{message}");
+    let (code, message) = run("reload", &path);
+    assert_eq!(code, Some(1), "{message}");
     assert!(message.contains("no Portico is running"), "{message}");
     assert!(message.contains("portico up"), "{message}");
 
     std::fs::write(&path, "[server\n").unwrap();
-    let output = Command::new(BIN)
-        .args(["reload", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let message = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{message}");
+    let (code, message) = run("reload", &path);
+    assert_eq!(code, Some(2), "{message}");
     assert!(message.contains("stays in force"), "{message}");
     drop(dir);
 }
@@ -292,12 +274,7 @@ async fn replicas_of_an_unknown_app_names_the_apps_there_are() {
     );
     // Before Portico ever ran on a data folder, it says how to start it, as `apps` does.
     let (_dir, path, _) = Portico::prepare(&PorticoConfig::default());
-    let output = Command::new(BIN)
-        .args(["replicas", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let message = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1));
+    let (code, message) = run("replicas", &path);
+    assert_eq!(code, Some(1));
     assert!(message.contains("start it with `portico up`"), "{message}");
 }
