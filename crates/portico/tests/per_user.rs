@@ -168,6 +168,14 @@ async fn everyone_gets_a_private_instance_culled_when_idle_with_a_home_that_stay
     assert_eq!(visited["forwarded_user"], "root@example.com");
     let audit = String::from_utf8(portico.cli(&["audit"]).stdout).unwrap();
     assert!(audit.contains("instance.opened"), "{audit}");
+    let unknown = format!("{}_portico/instance/notes-0", portico.app_host_url("notes"));
+    let missing = root.get(&unknown).await;
+    assert_eq!(missing.status(), 404);
+    assert!(missing
+        .text()
+        .await
+        .unwrap()
+        .contains("No such instance is running"));
     let mine = format!("{}_portico/instance/mine", portico.app_host_url("notes"));
     assert_eq!(root.get(&mine).await.status(), 303);
     assert_eq!(notebook(&portico, &root).await["owner"], "root@example.com");
