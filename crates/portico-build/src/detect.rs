@@ -1,8 +1,12 @@
 //! Framework detection: what kind of dashboard is in a folder, and which file starts it.
 
+use portico_core::config::RuntimeKind;
 use portico_core::{AppSpec, Framework};
 use std::fs;
 use std::path::{Path, PathBuf};
+
+/// An app's own container recipe; with the Docker runtime it wins over detection.
+pub const DOCKERFILE: &str = "Dockerfile";
 
 /// Python files tried, in order, when no entrypoint is configured.
 const PYTHON_ENTRYPOINTS: &[&str] = &[
@@ -64,6 +68,13 @@ pub fn detect(app: &AppSpec) -> Result<Detected, DetectError> {
         requirements: requirements.clone(),
     };
 
+    // A container app's own image or Dockerfile says how it starts.
+    let own_dockerfile = app.runtime == RuntimeKind::Docker
+        && app.framework.is_none()
+        && dir.join(DOCKERFILE).is_file();
+    if app.image.is_some() || own_dockerfile {
+        return Ok(found(Framework::Command, String::new()));
+    }
     match app.framework {
         Some(Framework::Command) => return Ok(found(Framework::Command, String::new())),
         Some(Framework::RShiny) => {
@@ -183,11 +194,11 @@ fn first_with_extension(dir: &Path, extension: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    fn app_in(dir: &Path) -> AppSpec {
+    pub(crate) fn app_in(dir: &Path) -> AppSpec {
         AppSpec {
             name: "x".into(),
             title: "x".into(),
@@ -204,6 +215,9 @@ mod tests {
             frame_ancestors: vec![],
             scale: portico_core::ScaleSpec::default(),
             per_user: None,
+            runtime: RuntimeKind::Process,
+            image: None,
+            container: Default::default(),
         }
     }
 

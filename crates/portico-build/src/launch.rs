@@ -48,6 +48,9 @@ pub struct LaunchSpec {
     /// Probed for readiness; any answer below 500 means ready.
     pub health_path: String,
     pub mount: MountStyle,
+    /// The container image it runs in (Docker runtime). `program` and `args` are then
+    /// paths inside the image; an empty `program` runs the image's own command.
+    pub image: Option<String>,
 }
 
 const WSGI_RUNNER: &str = include_str!("runners/portico_wsgi.py");
@@ -60,6 +63,21 @@ pub fn install_runners(dir: &Path) -> std::io::Result<PathBuf> {
         std::fs::write(&path, WSGI_RUNNER)?;
     }
     Ok(dir.to_owned())
+}
+
+/// Whether a framework's dashboard is told its path prefix (and served under it) or served
+/// at the root of its own host.
+pub fn mount_style(framework: Framework) -> MountStyle {
+    match framework {
+        Framework::Streamlit
+        | Framework::Dash
+        | Framework::Flask
+        | Framework::Panel
+        | Framework::Voila => MountStyle::Prefixed,
+        Framework::Shiny | Framework::RShiny | Framework::Gradio | Framework::Command => {
+            MountStyle::Root
+        }
+    }
 }
 
 /// Builds the launch spec. `python` is the app's environment (absent for R-Shiny and
@@ -180,12 +198,13 @@ pub fn launch_spec(
             MountStyle::Prefixed,
             format!("{prefix}/"),
         ),
-        Framework::Command => (
-            PathBuf::from(&app.command[0]),
-            app.command[1..].to_vec(),
-            MountStyle::Root,
-            "/".into(),
-        ),
+        Framework::Command => {
+            let (program, args) = app.command.split_first().map_or_else(
+                || (PathBuf::new(), Vec::new()),
+                |(program, args)| (PathBuf::from(program), args.to_vec()),
+            );
+            (program, args, MountStyle::Root, "/".into())
+        }
     };
     env.extend(app.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     LaunchSpec {
@@ -195,12 +214,53 @@ pub fn launch_spec(
         env,
         health_path: app.health_path.clone().unwrap_or(health),
         mount,
+        image: None,
+    }
+}
+
+/// How a ready-made image (`image = "…"`) is started: with the app's `command` if it has
+/// one, else the image's own; served at the root of its host, probed at `health_path`
+/// (default `/`).
+pub fn image_launch(app: &AppSpec, image: &str) -> LaunchSpec {
+    let (program, args) = match app.command.split_first() {
+        Some((program, args)) => (PathBuf::from(program), args.to_vec()),
+        None => (PathBuf::new(), Vec::new()),
+    };
+    LaunchSpec {
+        program,
+        args,
+        cwd: app.source.clone(),
+        env: app
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        health_path: app.health_path.clone().unwrap_or_else(|| "/".into()),
+        mount: MountStyle::Root,
+        image: Some(image.to_owned()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::substitute_port;
+
+    #[test]
+    fn every_framework_launches_with_the_mount_style_it_is_routed_with() {
+        use portico_core::Framework;
+        let dir = tempfile::tempdir().unwrap();
+        for framework in Framework::ALL {
+            let mut app = crate::detect::tests::app_in(dir.path());
+            app.command = vec!["./serve".into()];
+            let detected = crate::Detected {
+                framework,
+                entrypoint: "app.py".into(),
+                requirements: None,
+            };
+            let launch = super::launch_spec(&app, &detected, None, &[], dir.path());
+            assert_eq!(launch.mount, super::mount_style(framework), "{framework:?}");
+        }
+    }
 
     #[test]
     fn only_the_port_variable_is_substituted() {

@@ -2,9 +2,14 @@
 //! Python environment, and produce the command that starts the dashboard behind Portico.
 
 pub mod detect;
+pub mod docker;
 pub mod env;
 pub mod launch;
 
 pub use detect::{detect, DetectError, Detected};
+pub use docker::{DockerClient, DockerError};
 pub use env::{EnvBuilder, EnvError, PythonEnv};
-pub use launch::{install_runners, launch_spec, substitute_port, LaunchSpec, PORT_PLACEHOLDER};
+pub use launch::{
+    image_launch, install_runners, launch_spec, mount_style, substitute_port, LaunchSpec,
+    PORT_PLACEHOLDER,
+};

@@ -5,11 +5,15 @@
 //! serde cannot (names, paths, addresses, duplicates) and collects *every* problem, each
 //! naming the key, what is wrong and what to write instead.
 
+mod containers;
 mod instances;
 mod limits;
 mod raw;
 mod sso;
 mod tls;
+pub use containers::{
+    check_image, ContainerOptions, DockerConfig, DockerEndpoint, DockerTls, RuntimeKind,
+};
 pub use instances::{PerUserSpec, SizeProfile};
 pub use limits::LimitsConfig;
 pub use sso::{
@@ -44,7 +48,16 @@ pub struct Config {
     pub firewall: crate::FirewallConfig,
     /// `[limits]`: request rates and sizes at the edge.
     pub limits: LimitsConfig,
+    /// `[docker]`: the daemon that runs apps with `runtime = "docker"`.
+    pub docker: DockerConfig,
     pub apps: Vec<AppSpec>,
+}
+
+impl Config {
+    /// Whether any app runs in containers (and so needs the Docker daemon).
+    pub fn uses_docker(&self) -> bool {
+        self.apps.iter().any(|a| a.runtime == RuntimeKind::Docker)
+    }
 }
 
 /// `[auth]`: sign-in and sessions.
@@ -167,6 +180,8 @@ pub struct FleetConfig {
     pub keep_replicas_on_exit: bool,
     /// Private instances one person may run at once, across all per-user apps.
     pub max_instances_per_user: u32,
+    /// The runtime of apps that do not name their own.
+    pub runtime: RuntimeKind,
 }
 
 /// One dashboard, as declared in the config.
@@ -175,7 +190,8 @@ pub struct AppSpec {
     pub name: String,
     pub title: String,
     pub description: String,
-    /// Absolute path of the app's folder.
+    /// Absolute path of the app's folder (the config's folder for an `image` app without
+    /// one).
     pub source: PathBuf,
     /// `None`: detected from the folder.
     pub framework: Option<Framework>,
@@ -198,6 +214,12 @@ pub struct AppSpec {
     pub scale: ScaleSpec,
     /// `mode = "per-user"`: one private instance per person instead of shared replicas.
     pub per_user: Option<PerUserSpec>,
+    /// What runs its replicas.
+    pub runtime: RuntimeKind,
+    /// A ready-made image to run (Docker runtime); `None`: built from `source`.
+    pub image: Option<String>,
+    /// `[apps.container]` (Docker runtime).
+    pub container: ContainerOptions,
 }
 
 impl AppSpec {

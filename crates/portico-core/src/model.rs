@@ -5,7 +5,7 @@ use std::fmt;
 
 /// The web framework a dashboard is written in. It decides how the dashboard is started and
 /// how it is told the path prefix it is served under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Framework {
     Streamlit,

@@ -5,6 +5,7 @@
 //! The fleet knows nothing of HTTP requests or cookies; the edge knows nothing of processes.
 //! They meet only in the route table (`portico_core::routes`).
 
+pub mod docker;
 pub mod logs;
 pub mod probe;
 pub mod process;
@@ -12,6 +13,7 @@ pub mod runtime;
 pub mod scaler;
 pub mod supervisor;
 
+pub use docker::DockerRuntime;
 pub use process::ProcessRuntime;
 pub use runtime::{Adoptable, Exit, Replica, ReplicaSpec, Runtime, StartError};
-pub use supervisor::{Fleet, PreparedApp};
+pub use supervisor::{Fleet, PreparedApp, Runtimes};

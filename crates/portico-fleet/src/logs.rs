@@ -8,6 +8,12 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+/// Replica logs kept per app folder.
+pub const KEEP_LOGS: usize = 10;
+
+/// How often a replica's log file is checked against its size limit.
+const LOG_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A log file reaching this size is copied to `<name>.1` and emptied.
 pub const MAX_LOG_BYTES: u64 = 8 * 1024 * 1024;
 /// How much of the file's end is read for its last lines.
@@ -47,6 +53,12 @@ impl LogSink {
         text.push('\n');
         // One write, so that it is not interleaved with the app's output.
         let _ = (&self.file).write_all(text.as_bytes());
+    }
+
+    /// Appends output as the replica wrote it (a runtime that relays output, rather than
+    /// handing the replica the file).
+    pub fn write(&self, bytes: &[u8]) {
+        let _ = (&self.file).write_all(bytes);
     }
 
     /// Copies the file to `<name>.1` and empties it once it has reached [`MAX_LOG_BYTES`].
@@ -100,6 +112,17 @@ pub fn prune_old_logs(dir: &Path, keep: usize) {
     let excess = logs.len().saturating_sub(keep);
     for (_, path) in logs.into_iter().take(excess) {
         let _ = std::fs::remove_file(path);
+    }
+}
+
+/// Waits for `exit`, keeping the replica's log within its size meanwhile.
+pub async fn keep_log_bounded<T>(exit: impl std::future::Future<Output = T>, log: &LogSink) -> T {
+    tokio::pin!(exit);
+    loop {
+        tokio::select! {
+            done = &mut exit => return done,
+            _ = tokio::time::sleep(LOG_CHECK_INTERVAL) => log.rotate_if_large(),
+        }
     }
 }
 

@@ -14,7 +14,7 @@
 //!   [`recover_orphans`] kills any process still carrying this instance's mark that is not
 //!   a replica about to be adopted (grandchildren that escaped, for instance).
 
-use crate::logs::{prune_old_logs, LogSink};
+use crate::logs::{keep_log_bounded, prune_old_logs, LogSink, KEEP_LOGS};
 use crate::runtime::{Adoptable, Exit, Replica, ReplicaSpec, Runtime, StartError};
 use async_trait::async_trait;
 use nix::sys::signal::{killpg, Signal};
@@ -61,12 +61,6 @@ const INHERITED_ENV: &[&str] = &[
     "REQUESTS_CA_BUNDLE",
     "CURL_CA_BUNDLE",
 ];
-/// Replica logs kept per app folder.
-const KEEP_LOGS: usize = 10;
-
-/// How often a replica's log file is checked against its size limit.
-const LOG_CHECK_INTERVAL: Duration = Duration::from_secs(30);
-
 struct Running {
     pgid: Pid,
     exited: watch::Receiver<Option<Exit>>,
@@ -309,17 +303,6 @@ fn follow(
     exit_rx
 }
 
-/// Waits for `exit`, keeping the replica's log within its size meanwhile.
-async fn keep_log_bounded<T>(exit: impl std::future::Future<Output = T>, log: &LogSink) -> T {
-    tokio::pin!(exit);
-    loop {
-        tokio::select! {
-            done = &mut exit => return done,
-            _ = tokio::time::sleep(LOG_CHECK_INTERVAL) => log.rotate_if_large(),
-        }
-    }
-}
-
 /// The exit of a process that is not Portico's child, through a pidfd (Linux 5.3): it
 /// becomes readable when the process ends, so nothing polls.
 struct ExitWatch {
@@ -354,12 +337,17 @@ fn describe_exit(status: std::process::ExitStatus) -> String {
     if let Some(code) = status.code() {
         format!("exited with status {code}")
     } else if let Some(signal) = status.signal() {
-        match Signal::try_from(signal) {
-            Ok(named) => format!("killed by signal {signal} ({})", named.as_str()),
-            Err(_) => format!("killed by signal {signal}"),
-        }
+        killed_by(signal)
     } else {
         "exited".into()
+    }
+}
+
+/// "killed by signal 9 (SIGKILL)", the same words for every runtime.
+pub(crate) fn killed_by(signal: i32) -> String {
+    match Signal::try_from(signal) {
+        Ok(named) => format!("killed by signal {signal} ({})", named.as_str()),
+        Err(_) => format!("killed by signal {signal}"),
     }
 }
 
@@ -421,6 +409,7 @@ mod tests {
         ReplicaSpec {
             id: "t-1".into(),
             app: "t".into(),
+            release: 1,
             launch: LaunchSpec {
                 program: "sh".into(),
                 args: vec!["-c".into(), script.into()],
@@ -428,9 +417,11 @@ mod tests {
                 env: vec![("GREETING".into(), "port $PORT".into())],
                 health_path: "/".into(),
                 mount: MountStyle::Root,
+                image: None,
             },
             log_path: dir.join("logs/t-1.log"),
             instance: None,
+            container: Default::default(),
         }
     }
 

@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 use portico_build::LaunchSpec;
+use portico_core::config::ContainerOptions;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,11 +16,15 @@ pub struct ReplicaSpec {
     /// Unique across restarts: `<app>-<random>`.
     pub id: String,
     pub app: String,
+    /// The release it runs.
+    pub release: i64,
     pub launch: LaunchSpec,
     /// Where the replica's stdout and stderr go (size-bounded).
     pub log_path: PathBuf,
     /// Per-user apps: whose private instance it is.
     pub instance: Option<InstanceSpec>,
+    /// Limits and security of its container (runtimes without containers ignore them).
+    pub container: ContainerOptions,
 }
 
 /// A person's private instance: their home and its size.
@@ -84,6 +89,9 @@ pub enum StartError {
     },
     #[error("cannot prepare the replica: {0}")]
     Prepare(String),
+    /// What runs replicas (the Docker daemon) is away; trying again later may work.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// A replica an earlier run of Portico started and left running, as the store recorded it.

@@ -15,7 +15,7 @@ use crate::probe::Prober;
 use crate::runtime::{Adoptable, Exit, InstanceSpec, Replica, ReplicaSpec, Runtime, StartError};
 use crate::scaler::{Decision, Scaler};
 use portico_build::{launch_spec, Detected, EnvBuilder, LaunchSpec, PythonEnv};
-use portico_core::config::FleetConfig;
+use portico_core::config::{FleetConfig, RuntimeKind};
 use portico_core::routes::update_app;
 use portico_core::routes::RECENT_WINDOWS;
 use portico_core::{
@@ -37,6 +37,8 @@ const HEALTHY_AFTER: Duration = Duration::from_secs(60);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How long a liveness probe waits for an answer (at most the probe interval).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a replica is tried again while its runtime (the Docker daemon) is away.
+const RUNTIME_RETRY: Duration = Duration::from_secs(5);
 /// Lines of the app's output quoted when it is marked failed.
 const FAILURE_LOG_LINES: usize = 15;
 
@@ -47,9 +49,31 @@ pub struct PreparedApp {
     pub detected: Detected,
 }
 
+/// The runtimes apps run on, each chosen by the app's `runtime`.
+pub struct Runtimes {
+    pub process: Arc<dyn Runtime>,
+    pub docker: Arc<dyn Runtime>,
+}
+
+impl Runtimes {
+    pub fn of(&self, kind: RuntimeKind) -> &Arc<dyn Runtime> {
+        match kind {
+            RuntimeKind::Process => &self.process,
+            RuntimeKind::Docker => &self.docker,
+        }
+    }
+
+    /// The runtime a replica row names.
+    fn named(&self, name: &str) -> Option<&Arc<dyn Runtime>> {
+        [&self.process, &self.docker]
+            .into_iter()
+            .find(|r| r.name() == name)
+    }
+}
+
 /// Everything the supervisors share.
 struct Context {
-    runtime: Arc<dyn Runtime>,
+    runtimes: Runtimes,
     store: Store,
     routes: SharedRoutes,
     envs: Arc<EnvBuilder>,
@@ -92,7 +116,7 @@ impl Fleet {
     pub fn start(
         apps: Vec<PreparedApp>,
         inherited: Vec<ReplicaRow>,
-        runtime: Arc<dyn Runtime>,
+        runtimes: Runtimes,
         store: Store,
         routes: SharedRoutes,
         envs: Arc<EnvBuilder>,
@@ -101,7 +125,7 @@ impl Fleet {
         data_dir: &Path,
     ) -> Fleet {
         let context = Arc::new(Context {
-            runtime,
+            runtimes,
             store,
             routes,
             runners_dir: envs.cache_dir().join("runners"),
@@ -199,12 +223,10 @@ impl Fleet {
 /// Stops replicas an earlier run left running that will not be adopted, for `reason`.
 async fn stop_inherited(context: Arc<Context>, rows: Vec<ReplicaRow>, reason: &str) {
     for row in rows {
-        if let Some(candidate) = adoptable(&row) {
-            if context.runtime.adopt(&candidate).await.is_ok() {
-                context
-                    .runtime
-                    .stop(&row.id, context.fleet.stop_grace)
-                    .await;
+        let runtime = context.runtimes.named(&row.runtime);
+        if let (Some(candidate), Some(runtime)) = (adoptable(&row), runtime) {
+            if runtime.adopt(&candidate).await.is_ok() {
+                runtime.stop(&row.id, context.fleet.stop_grace).await;
             }
         }
         logged(
@@ -281,11 +303,18 @@ enum Ending {
     Crashed { reason: String, was_healthy: bool },
     /// It cannot run; do not retry.
     Fatal(String),
+    /// What runs it (the Docker daemon) is away: wait for it, without counting a crash.
+    Unavailable(String),
 }
 
 impl Supervisor {
     fn name(&self) -> &str {
         &self.app.spec.name
+    }
+
+    /// What runs this app's replicas.
+    fn runtime(&self) -> &Arc<dyn Runtime> {
+        self.context.runtimes.of(self.app.spec.runtime)
     }
 
     async fn run(self, scale: watch::Receiver<ScaleSpec>, inherited: Vec<ReplicaRow>) {
@@ -604,12 +633,32 @@ impl Supervisor {
         mut adopted: Option<Replica>,
     ) {
         let mut consecutive_crashes: u32 = 0;
+        let mut waiting_for_runtime = false;
         loop {
-            if self.ready_replicas() == 0 {
+            // While the runtime is away the status keeps saying so.
+            if self.ready_replicas() == 0 && !waiting_for_runtime {
                 self.set_status(AppStatus::Starting, None).await;
             }
-            match self.run_replica(&launch, release, adopted.take()).await {
+            let ending = self.run_replica(&launch, release, adopted.take()).await;
+            let was_waiting = std::mem::replace(
+                &mut waiting_for_runtime,
+                matches!(ending, Ending::Unavailable(_)),
+            );
+            match ending {
                 Ending::Shutdown => break,
+                Ending::Unavailable(reason) => {
+                    // Said once per outage; the app recovers on its own when it returns.
+                    if !was_waiting {
+                        let message = format!(
+                            "{reason}. Portico tries again every {}s",
+                            RUNTIME_RETRY.as_secs()
+                        );
+                        self.fail(&message, "runtime-unavailable").await;
+                    }
+                    if self.sleep_or_shutdown(RUNTIME_RETRY).await {
+                        break;
+                    }
+                }
                 Ending::Fatal(reason) if self.instance.is_some() => {
                     return self.instance_failed(&reason).await
                 }
@@ -670,6 +719,9 @@ impl Supervisor {
         let app_logs = self.context.logs_dir.join(self.name());
         std::fs::create_dir_all(&app_logs)
             .map_err(|e| format!("cannot create {}: {e}", app_logs.display()))?;
+        if app.spec.runtime == RuntimeKind::Docker {
+            return self.prepare_image().await.map(|launch| (launch, None));
+        }
         let runners = portico_build::install_runners(&self.context.runners_dir)
             .map_err(|e| format!("cannot write Portico's runner scripts: {e}"))?;
         let python = if app.detected.framework.is_python() {
@@ -707,14 +759,25 @@ impl Supervisor {
         ))
     }
 
+    /// The image a container app runs: its own, or one built from its folder.
+    async fn prepare_image(&self) -> Result<LaunchSpec, String> {
+        let spec = &self.app.spec;
+        match &spec.image {
+            Some(image) => Ok(portico_build::image_launch(spec, image)),
+            None => Err("building an image from the app's folder is not available yet; set image = \"…\" for the app".into()),
+        }
+    }
+
     async fn record_release(
         &self,
         launch: &(LaunchSpec, Option<PythonEnv>),
     ) -> Result<i64, String> {
+        let image = launch.0.image.as_ref().map(|i| format!("image {i}"));
         let environment = launch
             .1
             .as_ref()
             .map(|e| e.digest.as_str())
+            .or(image.as_deref())
             .unwrap_or("system");
         self.context
             .store
@@ -736,10 +799,10 @@ impl Supervisor {
         let mut adopted = Vec::new();
         for row in inherited {
             let taken = match adoptable(&row) {
-                Some(_) if row.runtime != self.context.runtime.name() => {
+                Some(_) if row.runtime != self.runtime().name() => {
                     Err(format!("it ran under the {} runtime", row.runtime))
                 }
-                Some(candidate) => self.context.runtime.adopt(&candidate).await,
+                Some(candidate) => self.runtime().adopt(&candidate).await,
                 None => Err("no address was recorded for it".into()),
             };
             match taken {
@@ -797,6 +860,7 @@ impl Supervisor {
         let spec = ReplicaSpec {
             id: id.clone(),
             app: self.name().to_owned(),
+            release,
             launch: launch.clone(),
             log_path: self
                 .context
@@ -804,8 +868,9 @@ impl Supervisor {
                 .join(self.name())
                 .join(format!("{id}.log")),
             instance: self.instance.as_ref().map(|i| i.spec.clone()),
+            container: self.app.spec.container.clone(),
         };
-        let replica = match self.context.runtime.start(&spec).await {
+        let replica = match self.runtime().start(&spec).await {
             Ok(replica) => replica,
             Err(StartError::ProgramMissing { program }) => {
                 let hint = if self.app.detected.framework == Framework::RShiny {
@@ -817,6 +882,7 @@ impl Supervisor {
                     "`{program}` was not found on the PATH{hint}"
                 )));
             }
+            Err(StartError::Unavailable(reason)) => return Err(Ending::Unavailable(reason)),
             Err(e) => {
                 return Err(Ending::Crashed {
                     reason: e.to_string(),
@@ -831,7 +897,7 @@ impl Supervisor {
                     id: id.clone(),
                     app: self.name().to_owned(),
                     release_id: release,
-                    runtime: self.context.runtime.name().to_owned(),
+                    runtime: self.runtime().name().to_owned(),
                     pid: replica.pid,
                     endpoint: Some(replica.endpoint.to_string()),
                     state: ReplicaState::Starting,
@@ -1001,13 +1067,9 @@ impl Supervisor {
                 .set_replica_state(&replica.id, ReplicaState::Exited, Some(reason))
                 .await,
         );
-        let tail = self
-            .context
-            .runtime
-            .log_tail(&replica.id, FAILURE_LOG_LINES);
+        let tail = self.runtime().log_tail(&replica.id, FAILURE_LOG_LINES);
         // Returns at once for a replica that exited; stops one that never became ready.
-        self.context
-            .runtime
+        self.runtime()
             .stop(&replica.id, self.context.fleet.stop_grace)
             .await;
         self.event(
@@ -1047,8 +1109,7 @@ impl Supervisor {
                 .set_replica_state(&replica.id, ReplicaState::Stopping, None)
                 .await,
         );
-        self.context
-            .runtime
+        self.runtime()
             .stop(&replica.id, self.context.fleet.stop_grace)
             .await;
         logged(
@@ -1145,16 +1206,8 @@ impl Supervisor {
     }
 
     fn app_mount(&self) -> portico_core::MountStyle {
-        // The mount style is a property of the framework's launch, fixed for the app's life.
-        let hosts = self.context.urls.app_hosts(self.name());
-        launch_spec(
-            &self.app.spec,
-            &self.app.detected,
-            None,
-            &hosts,
-            Path::new(""),
-        )
-        .mount
+        // A property of the framework, fixed for the app's life.
+        portico_build::mount_style(self.app.detected.framework)
     }
 
     async fn event(&self, replica: Option<&str>, kind: &str, message: &str) {

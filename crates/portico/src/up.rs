@@ -11,7 +11,7 @@ use portico_console::ConsoleState;
 use portico_core::{AcmeChallenge, PublicUrls, RouteTable};
 use portico_edge::acme::Challenges;
 use portico_edge::{Edge, EdgeOptions, ListenerKind, ListenerSettings, UpstreamTimeouts};
-use portico_fleet::{process::recover_orphans, Fleet, ProcessRuntime};
+use portico_fleet::{process::recover_orphans, DockerRuntime, Fleet, ProcessRuntime, Runtimes};
 use portico_identity::sso::ldap::LdapProvider;
 use portico_identity::sso::oidc::OidcProvider;
 use portico_identity::sso::saml::SamlProvider;
@@ -92,6 +92,18 @@ async fn serve(validated: Validated) -> Result<(), String> {
     if !orphans.is_empty() {
         tracing::warn!(pids = ?orphans, "stopped {} process(es) left over from an earlier run", orphans.len());
     }
+    // The daemon is reached lazily: Portico starts (and serves its other apps) without it.
+    let docker_client = Arc::new(portico_build::DockerClient::new(&config.docker));
+    let docker = Arc::new(DockerRuntime::new(docker_client, instance.clone()));
+    if config.uses_docker() {
+        match docker.remove_orphans(&inherited_ids).await {
+            Ok(removed) if !removed.is_empty() => {
+                tracing::warn!(containers = ?removed, "removed {} container(s) left over from an earlier run", removed.len());
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("{e}; container apps wait for it"),
+        }
+    }
     store
         .close_stale_replicas(&inherited_ids)
         .await
@@ -137,14 +149,17 @@ async fn serve(validated: Validated) -> Result<(), String> {
     )));
 
     let envs = Arc::new(EnvBuilder::new(config.build.clone()));
-    let runtime = Arc::new(ProcessRuntime::new(
-        instance,
-        config.fleet.keep_replicas_on_exit,
-    ));
+    let runtimes = Runtimes {
+        process: Arc::new(ProcessRuntime::new(
+            instance,
+            config.fleet.keep_replicas_on_exit,
+        )),
+        docker,
+    };
     let fleet = Fleet::start(
         apps.clone(),
         inherited,
-        runtime,
+        runtimes,
         store.clone(),
         routes.clone(),
         envs,

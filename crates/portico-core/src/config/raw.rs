@@ -24,6 +24,9 @@ pub struct ConfigFile {
     /// `[profiles.<name>]`: sizes per-user instances are started with.
     #[serde(default)]
     pub profiles: BTreeMap<String, super::instances::RawProfile>,
+    /// `[docker]`: the daemon container apps run on.
+    #[serde(default)]
+    pub docker: super::containers::RawDocker,
     #[serde(default)]
     pub apps: Vec<App>,
 }
@@ -129,6 +132,9 @@ pub struct Fleet {
     #[serde(default)]
     pub keep_replicas_on_exit: bool,
     pub max_instances_per_user: Option<u32>,
+    /// The runtime of apps that do not name one.
+    #[serde(default)]
+    pub runtime: super::containers::RuntimeKind,
 }
 
 impl Default for Fleet {
@@ -142,6 +148,7 @@ impl Default for Fleet {
             max_replicas: None,
             keep_replicas_on_exit: false,
             max_instances_per_user: None,
+            runtime: Default::default(),
         }
     }
 }
@@ -163,7 +170,8 @@ pub struct App {
     pub title: Option<String>,
     #[serde(default)]
     pub description: String,
-    pub source: String,
+    /// Required unless `image` is set.
+    pub source: Option<String>,
     pub framework: Option<Framework>,
     pub entrypoint: Option<String>,
     #[serde(default)]
@@ -188,6 +196,12 @@ pub struct App {
     pub mode: super::instances::RawMode,
     /// `[apps.per_user]`: private instances.
     pub per_user: Option<super::instances::RawPerUser>,
+    /// `"process"` or `"docker"`; default `[fleet] runtime`.
+    pub runtime: Option<super::containers::RuntimeKind>,
+    /// A ready-made image to run instead of building one from `source`.
+    pub image: Option<String>,
+    /// `[apps.container]`: limits and security of its containers.
+    pub container: Option<super::containers::RawContainer>,
 }
 
 #[derive(Debug, Deserialize, Default)]

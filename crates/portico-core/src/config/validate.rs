@@ -44,7 +44,8 @@ pub fn validate(raw: raw::ConfigFile, base: &Path) -> Result<Config, Vec<Problem
         ));
     }
     let profiles = super::instances::profiles(raw.profiles, &mut problems);
-    let apps = apps(raw.apps, base, &profiles, &mut problems);
+    let docker = super::containers::docker(raw.docker, base, &mut problems);
+    let apps = apps(raw.apps, base, &profiles, fleet.runtime, &mut problems);
     if problems.is_empty() {
         Ok(Config {
             path: PathBuf::new(),
@@ -56,6 +57,7 @@ pub fn validate(raw: raw::ConfigFile, base: &Path) -> Result<Config, Vec<Problem
             tls,
             firewall,
             limits,
+            docker,
             apps,
         })
     } else {
@@ -196,6 +198,7 @@ fn fleet(raw: raw::Fleet, problems: &mut Vec<Problem>) -> FleetConfig {
         stop_grace: Duration::from_secs(raw.stop_grace_secs),
         max_restarts: raw.max_restarts,
         keep_replicas_on_exit: raw.keep_replicas_on_exit,
+        runtime: raw.runtime,
     }
 }
 
@@ -425,6 +428,7 @@ fn apps(
     raw: Vec<raw::App>,
     base: &Path,
     profiles: &BTreeMap<String, SizeProfile>,
+    default_runtime: super::RuntimeKind,
     problems: &mut Vec<Problem>,
 ) -> Vec<AppSpec> {
     let mut first_index: HashMap<String, usize> = HashMap::new();
@@ -449,8 +453,39 @@ fn apps(
             first_index.insert(app.name.clone(), i);
         }
 
-        let source = base.join(&app.source);
-        if !source.is_dir() {
+        let runtime = app.runtime.unwrap_or(default_runtime);
+        let source = match (&app.source, &app.image) {
+            (Some(source), _) => base.join(source),
+            (None, Some(_)) => base.to_owned(),
+            (None, None) => {
+                problems.push(Problem::new(
+                    key("source"),
+                    "is missing; point it at the app's folder, e.g. source = \"dashboards/sales\" (or, with runtime = \"docker\", name a ready-made image)",
+                ));
+                base.to_owned()
+            }
+        };
+        if let Some(image) = &app.image {
+            if let Err(why) = super::containers::check_image(image) {
+                problems.push(Problem::new(key("image"), format!("= \"{image}\" {why}")));
+            }
+            if runtime != super::RuntimeKind::Docker {
+                problems.push(Problem::new(
+                    key("image"),
+                    "needs runtime = \"docker\" (the process runtime runs the app's folder); add it to the app or to [fleet]",
+                ));
+            }
+        }
+        if app.container.is_some() && runtime != super::RuntimeKind::Docker {
+            problems.push(Problem::new(
+                key("container"),
+                "only applies with runtime = \"docker\"; add that to the app or to [fleet], or remove the table",
+            ));
+        }
+        let container =
+            super::containers::container(&format!("apps[{i}]"), app.container, problems);
+        let source_text = app.source.clone().unwrap_or_default();
+        if app.source.is_some() && !source.is_dir() {
             let what = if source.exists() {
                 "is not a folder"
             } else {
@@ -460,7 +495,7 @@ fn apps(
                 key("source"),
                 format!(
                     "= \"{}\": {} {what}; point it at the app's folder (relative paths start at the config file's folder)",
-                    app.source,
+                    source_text,
                     source.display()
                 ),
             ));
@@ -483,6 +518,15 @@ fn apps(
         }
 
         match (app.framework, app.command.is_empty()) {
+            // A ready-made image runs its own command, or the one given.
+            _ if app.image.is_some() => {
+                if let Some(framework) = app.framework {
+                    problems.push(Problem::new(
+                        key("framework"),
+                        format!("= \"{}\" is for building from source; an app with an image runs the image's own command (or `command`), so remove it", framework.config_name()),
+                    ));
+                }
+            }
             (Some(Framework::Command), true) => problems.push(Problem::new(
                 key("command"),
                 "is missing: framework = \"command\" needs the program to run, e.g. command = [\"./server\", \"--port\", \"$PORT\"]",
@@ -554,6 +598,9 @@ fn apps(
             env: app.env,
             command: app.command,
             health_path: app.health_path,
+            runtime,
+            image: app.image,
+            container,
         });
     }
     apps
