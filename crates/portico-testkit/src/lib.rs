@@ -7,6 +7,7 @@ mod acme_ca;
 mod authenticator;
 mod browser;
 pub mod directory;
+pub mod docker;
 pub mod oidc_idp;
 mod pki;
 mod portico;

@@ -71,6 +71,8 @@ pub struct Portico {
     /// `http` or `https` (with a `[tls]` table).
     scheme: &'static str,
     env: Vec<(String, String)>,
+    /// Whether its apps run in containers, which dropping it removes.
+    uses_docker: bool,
 }
 
 /// Environments are shared by all tests of a run (and across runs): building them is the
@@ -160,6 +162,8 @@ impl Portico {
 
     fn spawn(bin: &str, config: PorticoConfig) -> Portico {
         let (dir, config_path, port) = Portico::prepare(&config);
+        let uses_docker =
+            std::fs::read_to_string(&config_path).is_ok_and(|text| text.contains("\"docker\""));
         let data_dir = dir.path().join("data");
         let mut portico = Portico {
             child: None,
@@ -175,6 +179,7 @@ impl Portico {
                 "http"
             },
             env: config.env,
+            uses_docker,
         };
         portico.launch();
         portico
@@ -404,6 +409,12 @@ impl Portico {
         status
     }
 
+    /// The label on every container this Portico starts (`portico.instance=<data dir>`).
+    pub fn instance_label(&self) -> String {
+        let data = std::fs::canonicalize(&self.data_dir).unwrap_or_else(|_| self.data_dir.clone());
+        format!("portico.instance={}", data.display())
+    }
+
     pub fn path(&self, relative: &str) -> PathBuf {
         self.dir.path().join(relative)
     }
@@ -422,6 +433,9 @@ impl Drop for Portico {
         }
         for pid in leftovers {
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+        if self.uses_docker {
+            crate::docker::remove_containers_labelled(&self.instance_label());
         }
     }
 }

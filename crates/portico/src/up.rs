@@ -85,8 +85,14 @@ async fn serve(validated: Validated) -> Result<(), String> {
     let instance = data_dir.to_string_lossy().into_owned();
     let store = Store::open(&data_dir).await.map_err(|e| e.to_string())?;
     // Replicas an earlier run left serving are set aside for their apps to adopt; any other
-    // process of this instance is a leftover.
-    let inherited = store.serving_replicas().await.map_err(|e| e.to_string())?;
+    // process or container of this instance is a leftover. Without keep_replicas_on_exit
+    // nothing is adopted: containers survive a crash of Portico (processes do not), and the
+    // operator asked for replicas not to outlive it.
+    let inherited = if config.fleet.keep_replicas_on_exit {
+        store.serving_replicas().await.map_err(|e| e.to_string())?
+    } else {
+        Vec::new()
+    };
     let inherited_ids: Vec<&str> = inherited.iter().map(|r| r.id.as_str()).collect();
     let orphans = recover_orphans(&instance, &inherited_ids);
     if !orphans.is_empty() {

@@ -508,13 +508,19 @@ fn a_container_app_names_its_image_and_limits() {
     .unwrap();
     let app = &config.apps[0];
     assert_eq!(app.runtime, RuntimeKind::Docker);
-    assert_eq!(app.image.as_deref(), Some("registry.example.com/team/sales:1.2"));
+    assert_eq!(
+        app.image.as_deref(),
+        Some("registry.example.com/team/sales:1.2")
+    );
     assert_eq!(app.container.memory_mb, Some(512));
     assert_eq!(app.container.port, 8080);
     assert!(app.container.read_only && app.container.drop_capabilities);
     // An image needs no folder: the config's own stands in.
     assert_eq!(app.source, std::path::absolute(dir.path()).unwrap());
-    assert_eq!(config.docker.endpoint.to_string(), "unix:///run/docker.sock");
+    assert_eq!(
+        config.docker.endpoint.to_string(),
+        "unix:///run/docker.sock"
+    );
     assert!(config.uses_docker());
 }
 
@@ -523,9 +529,18 @@ fn container_settings_without_the_docker_runtime_are_refused_with_the_fix() {
     let message = errors(
         "[[apps]]\nname = \"sales\"\nimage = \"sales:1\"\n[apps.container]\nmemory_mb = 16\n",
     );
-    assert!(message.contains("apps[0].image: needs runtime = \"docker\""), "{message}");
-    assert!(message.contains("apps[0].container: only applies"), "{message}");
-    assert!(message.contains("apps[0].container.memory_mb = 16 is too little"), "{message}");
+    assert!(
+        message.contains("apps[0].image: needs runtime = \"docker\""),
+        "{message}"
+    );
+    assert!(
+        message.contains("apps[0].container: only applies"),
+        "{message}"
+    );
+    assert!(
+        message.contains("apps[0].container.memory_mb = 16 is too little"),
+        "{message}"
+    );
     let message = errors("[[apps]]\nname = \"sales\"\n");
     assert!(message.contains("apps[0].source is missing"), "{message}");
     let message = errors("[docker]\nendpoint = \"tcp://docker.internal:2375\"\n");
@@ -534,6 +549,12 @@ fn container_settings_without_the_docker_runtime_are_refused_with_the_fix() {
     let message = errors(
         "[[apps]]\nname = \"sales\"\nruntime = \"docker\"\nimage = \"Sales\"\nframework = \"dash\"\n",
     );
-    assert!(message.contains("apps[0].image = \"Sales\" has capital letters"), "{message}");
-    assert!(message.contains("apps[0].framework = \"dash\" is for building"), "{message}");
+    assert!(
+        message.contains("apps[0].image = \"Sales\" has capital letters"),
+        "{message}"
+    );
+    assert!(
+        message.contains("apps[0].framework = \"dash\" is for building"),
+        "{message}"
+    );
 }
