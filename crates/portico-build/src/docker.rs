@@ -112,6 +112,11 @@ impl DockerClient {
                 status: status_code,
                 message: message.trim().to_owned(),
             },
+            // An error the daemon reported inside a stream (a failed build step).
+            Error::DockerStreamError { error } => DockerError::Refused {
+                status: 500,
+                message: error.trim().to_owned(),
+            },
             Error::DockerContainerWaitError { error, code } => DockerError::Refused {
                 status: 500,
                 message: format!("{error} (status {code})"),

@@ -53,7 +53,7 @@ pub struct LaunchSpec {
     pub image: Option<String>,
 }
 
-const WSGI_RUNNER: &str = include_str!("runners/portico_wsgi.py");
+pub(crate) const WSGI_RUNNER: &str = include_str!("runners/portico_wsgi.py");
 
 /// Writes the helper scripts Portico runs apps with into `dir`, returning the folder.
 pub fn install_runners(dir: &Path) -> std::io::Result<PathBuf> {
@@ -80,10 +80,49 @@ pub fn mount_style(framework: Framework) -> MountStyle {
     }
 }
 
+/// Where a dashboard runs, which decides the address it listens on and its paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// A local process: loopback only, in the app's folder, with Portico's `PATH`.
+    Host,
+    /// A container made from Portico's template: every address of the container (only
+    /// Portico reaches its network), in `/app`, with the image's `PATH`.
+    Container,
+}
+
+/// The app's folder inside a container built from Portico's template.
+pub const CONTAINER_APP_DIR: &str = "/app";
+/// The `PATH` of Debian-based images.
+const CONTAINER_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+impl Place {
+    fn bind(self) -> &'static str {
+        match self {
+            Place::Host => "127.0.0.1",
+            Place::Container => "0.0.0.0",
+        }
+    }
+
+    fn base_path(self) -> String {
+        match self {
+            Place::Host => std::env::var("PATH").unwrap_or_default(),
+            Place::Container => CONTAINER_PATH.to_owned(),
+        }
+    }
+
+    fn cwd(self, app: &AppSpec) -> PathBuf {
+        match self {
+            Place::Host => app.source.clone(),
+            Place::Container => PathBuf::from(CONTAINER_APP_DIR),
+        }
+    }
+}
+
 /// Builds the launch spec. `python` is the app's environment (absent for R-Shiny and
 /// commands); `public_hosts` are the Host values browsers use for the app; `runners` is the
-/// folder from [`install_runners`].
+/// folder from [`install_runners`] (or its place in the image).
 pub fn launch_spec(
+    place: Place,
     app: &AppSpec,
     detected: &Detected,
     python: Option<&PythonEnv>,
@@ -91,6 +130,8 @@ pub fn launch_spec(
     runners: &Path,
 ) -> LaunchSpec {
     let prefix = app_prefix(&app.name); // "/apps/<name>"
+    let bind = place.bind();
+    let bind_port = format!("{bind}:$PORT");
     let entry = detected.entrypoint.clone();
     let module = entry.trim_end_matches(".py").replace('/', ".");
     let py = python
@@ -102,7 +143,7 @@ pub fn launch_spec(
             "VIRTUAL_ENV".into(),
             python.dir.to_string_lossy().into_owned(),
         ));
-        let path = std::env::var("PATH").unwrap_or_default();
+        let path = place.base_path();
         env.push((
             "PATH".into(),
             format!("{}:{path}", python.dir.join("bin").display()),
@@ -114,7 +155,7 @@ pub fn launch_spec(
             "-m",
             "gunicorn",
             "--bind",
-            "127.0.0.1:$PORT",
+            &bind_port,
             "--workers",
             "1",
             "--threads",
@@ -138,7 +179,7 @@ pub fn launch_spec(
             py,
             args(&[
                 "-m", "streamlit", "run", &entry,
-                "--server.address", "127.0.0.1", "--server.port", "$PORT",
+                "--server.address", bind, "--server.port", "$PORT",
                 "--server.headless", "true", "--server.baseUrlPath", prefix.trim_start_matches('/'),
                 "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
                 "--global.developmentMode", "false",
@@ -159,22 +200,22 @@ pub fn launch_spec(
         }
         Framework::Shiny => (
             py,
-            args(&["-m", "shiny", "run", "--host", "127.0.0.1", "--port", "$PORT", &entry]),
+            args(&["-m", "shiny", "run", "--host", bind, "--port", "$PORT", &entry]),
             MountStyle::Root,
             "/".into(),
         ),
         Framework::RShiny => (
             PathBuf::from("Rscript"),
-            args(&[
-                "-e",
-                "shiny::runApp('.', host = '127.0.0.1', port = as.integer(Sys.getenv('PORT')), launch.browser = FALSE)",
-            ]),
+            vec![
+                "-e".to_owned(),
+                format!("shiny::runApp('.', host = '{bind}', port = as.integer(Sys.getenv('PORT')), launch.browser = FALSE)"),
+            ],
             MountStyle::Root,
             "/".into(),
         ),
         Framework::Panel => {
             let mut a = args(&[
-                "-m", "panel", "serve", &entry, "--address", "127.0.0.1", "--port", "$PORT",
+                "-m", "panel", "serve", &entry, "--address", bind, "--port", "$PORT",
                 "--prefix", prefix.trim_start_matches('/'), "--index", module.as_str(),
             ]);
             for host in public_hosts {
@@ -184,7 +225,7 @@ pub fn launch_spec(
             (py, a, MountStyle::Prefixed, format!("{prefix}/"))
         }
         Framework::Gradio => {
-            env.push(("GRADIO_SERVER_NAME".into(), "127.0.0.1".into()));
+            env.push(("GRADIO_SERVER_NAME".into(), bind.into()));
             env.push(("GRADIO_SERVER_PORT".into(), PORT_PLACEHOLDER.into()));
             env.push(("GRADIO_ANALYTICS_ENABLED".into(), "False".into()));
             (py, vec![entry.clone()], MountStyle::Root, "/".into())
@@ -192,7 +233,7 @@ pub fn launch_spec(
         Framework::Voila => (
             py,
             args(&[
-                "-m", "voila", &entry, "--no-browser", "--port=$PORT", "--Voila.ip=127.0.0.1",
+                "-m", "voila", &entry, "--no-browser", "--port=$PORT", &format!("--Voila.ip={bind}"),
                 &format!("--Voila.base_url={prefix}/"),
             ]),
             MountStyle::Prefixed,
@@ -210,7 +251,7 @@ pub fn launch_spec(
     LaunchSpec {
         program,
         args: arguments,
-        cwd: app.source.clone(),
+        cwd: place.cwd(app),
         env,
         health_path: app.health_path.clone().unwrap_or(health),
         mount,
@@ -257,7 +298,8 @@ mod tests {
                 entrypoint: "app.py".into(),
                 requirements: None,
             };
-            let launch = super::launch_spec(&app, &detected, None, &[], dir.path());
+            let launch =
+                super::launch_spec(super::Place::Host, &app, &detected, None, &[], dir.path());
             assert_eq!(launch.mount, super::mount_style(framework), "{framework:?}");
         }
     }

@@ -14,7 +14,9 @@ mod instances;
 use crate::probe::Prober;
 use crate::runtime::{Adoptable, Exit, InstanceSpec, Replica, ReplicaSpec, Runtime, StartError};
 use crate::scaler::{Decision, Scaler};
-use portico_build::{launch_spec, Detected, EnvBuilder, LaunchSpec, PythonEnv};
+use portico_build::{
+    launch_spec, Detected, EnvBuilder, ImageBuilder, LaunchSpec, Place, PythonEnv,
+};
 use portico_core::config::{FleetConfig, RuntimeKind};
 use portico_core::routes::update_app;
 use portico_core::routes::RECENT_WINDOWS;
@@ -74,6 +76,8 @@ impl Runtimes {
 /// Everything the supervisors share.
 struct Context {
     runtimes: Runtimes,
+    /// Builds container apps' images.
+    images: Arc<ImageBuilder>,
     store: Store,
     routes: SharedRoutes,
     envs: Arc<EnvBuilder>,
@@ -117,6 +121,7 @@ impl Fleet {
         apps: Vec<PreparedApp>,
         inherited: Vec<ReplicaRow>,
         runtimes: Runtimes,
+        images: Arc<ImageBuilder>,
         store: Store,
         routes: SharedRoutes,
         envs: Arc<EnvBuilder>,
@@ -126,6 +131,7 @@ impl Fleet {
     ) -> Fleet {
         let context = Arc::new(Context {
             runtimes,
+            images,
             store,
             routes,
             runners_dir: envs.cache_dir().join("runners"),
@@ -754,18 +760,100 @@ impl Supervisor {
         };
         let hosts = self.context.urls.app_hosts(self.name());
         Ok((
-            launch_spec(&app.spec, &app.detected, python.as_ref(), &hosts, &runners),
+            launch_spec(
+                Place::Host,
+                &app.spec,
+                &app.detected,
+                python.as_ref(),
+                &hosts,
+                &runners,
+            ),
             python,
         ))
     }
 
-    /// The image a container app runs: its own, or one built from its folder.
+    /// The image a container app runs: its own, or one built from its folder. A build that
+    /// fails leaves the app on the image of its latest release, when there is one.
     async fn prepare_image(&self) -> Result<LaunchSpec, String> {
         let spec = &self.app.spec;
-        match &spec.image {
-            Some(image) => Ok(portico_build::image_launch(spec, image)),
-            None => Err("building an image from the app's folder is not available yet; set image = \"…\" for the app".into()),
+        if let Some(image) = &spec.image {
+            return Ok(portico_build::image_launch(spec, image));
         }
+        let build_log = self.context.logs_dir.join(self.name()).join("build.log");
+        let started = Instant::now();
+        let built = match self
+            .context
+            .images
+            .build(spec, &self.app.detected, &build_log)
+            .await
+        {
+            Ok(built) => {
+                let message = format!(
+                    "image {} ready in {:.1}s",
+                    built.tag,
+                    started.elapsed().as_secs_f64()
+                );
+                self.event(None, "image", &message).await;
+                built
+            }
+            Err(e) => {
+                let previous = self.previous_image().await.ok_or_else(|| e.to_string())?;
+                let message = format!(
+                    "{e}\nStill serving the latest release's image {}; the build log is {}",
+                    previous.tag,
+                    build_log.display()
+                );
+                self.event(None, "build-failed", &message).await;
+                previous
+            }
+        };
+        Ok(self.image_launch_spec(&built))
+    }
+
+    /// How a built image starts: with its own command (the app's Dockerfile), or with the
+    /// framework's command inside Portico's template.
+    fn image_launch_spec(&self, built: &portico_build::BuiltImage) -> LaunchSpec {
+        let spec = &self.app.spec;
+        if built.own_dockerfile {
+            return portico_build::image_launch(spec, &built.tag);
+        }
+        let venv = PythonEnv {
+            dir: PathBuf::from("/opt/venv"),
+            digest: String::new(),
+        };
+        let python = self.app.detected.framework.is_python().then_some(&venv);
+        let hosts = self.context.urls.app_hosts(self.name());
+        let mut launch = launch_spec(
+            Place::Container,
+            spec,
+            &self.app.detected,
+            python,
+            &hosts,
+            Path::new("/opt/portico"),
+        );
+        launch.image = Some(built.tag.clone());
+        launch
+    }
+
+    /// The image of the app's latest release, when it was built by Portico and is still on
+    /// the daemon.
+    async fn previous_image(&self) -> Option<portico_build::BuiltImage> {
+        let environment = self
+            .context
+            .store
+            .latest_environment(self.name())
+            .await
+            .ok()??;
+        let tag = environment.strip_prefix("image ")?;
+        let own_dockerfile = self.app.detected.entrypoint.is_empty();
+        self.context
+            .images
+            .exists(tag)
+            .await
+            .then(|| portico_build::BuiltImage {
+                tag: tag.to_owned(),
+                own_dockerfile,
+            })
     }
 
     async fn record_release(

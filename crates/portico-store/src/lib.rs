@@ -227,6 +227,17 @@ impl Store {
         Ok(id)
     }
 
+    /// The environment (or image) of an app's latest release, if it has one.
+    pub async fn latest_environment(&self, app: &str) -> Result<Option<String>> {
+        let latest: Option<(String,)> = sqlx::query_as(
+            "SELECT environment FROM releases WHERE app = ? ORDER BY id DESC LIMIT 1",
+        )
+        .bind(app)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(latest.map(|(environment,)| environment))
+    }
+
     pub async fn insert_replica(&self, replica: &ReplicaRow) -> Result<()> {
         sqlx::query(
             "INSERT INTO replicas (id, app, release_id, runtime, pid, endpoint, state, exit_reason, log_path, started_at, updated_at, owner_id, owner_email)

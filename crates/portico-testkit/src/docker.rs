@@ -166,3 +166,74 @@ pub fn container_state(name: &str) -> Option<String> {
         .success()
         .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
+
+/// A Python base image made here, since none can be pulled: Debian's minimal system with
+/// python3, venv and the CA certificates, from Debian's packages by debootstrap, imported
+/// into the daemon. The root file system is cached between runs (under
+/// `~/.cache/portico/images`, or `$PORTICO_CACHE/images`).
+pub const PYTHON_BASE_IMAGE: &str = "portico-test/python-base:bookworm";
+
+pub fn python_base_image() -> &'static str {
+    static MADE: OnceLock<()> = OnceLock::new();
+    MADE.get_or_init(|| {
+        ensure_daemon();
+        let present = Command::new("docker")
+            .args(["image", "inspect", PYTHON_BASE_IMAGE])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if present {
+            return;
+        }
+        let cache = std::env::var_os("PORTICO_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/portico")
+            })
+            .join("images");
+        std::fs::create_dir_all(&cache).unwrap();
+        let archive = cache.join("python-base-bookworm.tar");
+        if !archive.is_file() {
+            let root = tempfile::tempdir().unwrap();
+            let mirror = std::env::var("PORTICO_DEBIAN_MIRROR")
+                .unwrap_or_else(|_| "http://deb.debian.org/debian".into());
+            let status = Command::new("debootstrap")
+                .args([
+                    "--variant=minbase",
+                    "--include=python3,python3-venv,ca-certificates",
+                    "bookworm",
+                ])
+                .arg(root.path())
+                .arg(&mirror)
+                .stdout(Stdio::null())
+                .status()
+                .expect("debootstrap runs (apt-get install debootstrap; scripts/test does)");
+            assert!(status.success(), "debootstrap from {mirror} failed");
+            let partial = cache.join("python-base-bookworm.tar.partial");
+            let status = Command::new("tar")
+                .arg("-C")
+                .arg(root.path())
+                .arg("-cf")
+                .arg(&partial)
+                .arg(".")
+                .status()
+                .unwrap();
+            assert!(status.success(), "packing the base image failed");
+            std::fs::rename(&partial, &archive).unwrap();
+        }
+        let status = Command::new("docker")
+            .args(["import"])
+            .arg(&archive)
+            .arg(PYTHON_BASE_IMAGE)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "docker import of {} failed",
+            archive.display()
+        );
+    });
+    PYTHON_BASE_IMAGE
+}

@@ -100,7 +100,11 @@ async fn serve(validated: Validated) -> Result<(), String> {
     }
     // The daemon is reached lazily: Portico starts (and serves its other apps) without it.
     let docker_client = Arc::new(portico_build::DockerClient::new(&config.docker));
-    let docker = Arc::new(DockerRuntime::new(docker_client, instance.clone()));
+    let docker = Arc::new(DockerRuntime::new(docker_client.clone(), instance.clone()));
+    let images = Arc::new(portico_build::ImageBuilder::new(
+        docker_client,
+        config.docker.clone(),
+    ));
     if config.uses_docker() {
         match docker.remove_orphans(&inherited_ids).await {
             Ok(removed) if !removed.is_empty() => {
@@ -166,6 +170,7 @@ async fn serve(validated: Validated) -> Result<(), String> {
         apps.clone(),
         inherited,
         runtimes,
+        images,
         store.clone(),
         routes.clone(),
         envs,

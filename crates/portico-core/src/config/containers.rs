@@ -40,6 +40,7 @@ pub struct RawDocker {
     #[serde(default)]
     pub base_images: BTreeMap<Framework, String>,
     pub build_timeout_secs: Option<u64>,
+    pub build_ca_bundle: Option<String>,
 }
 
 /// `[apps.container]` as written.
@@ -92,6 +93,9 @@ pub struct DockerConfig {
     pub base_images: BTreeMap<Framework, String>,
     /// How long an image build may take.
     pub build_timeout: Duration,
+    /// CA certificates that package installs inside a build trust (a company proxy that
+    /// inspects TLS); copied into generated builds. `None`: the base image's own.
+    pub build_ca_bundle: Option<PathBuf>,
 }
 
 /// Where Python dashboards start from when the operator names nothing else: Debian-based,
@@ -106,6 +110,7 @@ impl Default for DockerConfig {
             endpoint: DockerEndpoint::Unix(PathBuf::from("/var/run/docker.sock")),
             base_images: BTreeMap::new(),
             build_timeout: Duration::from_secs(1800),
+            build_ca_bundle: None,
         }
     }
 }
@@ -202,8 +207,18 @@ pub(super) fn docker(raw: RawDocker, base: &Path, problems: &mut Vec<Problem>) -
             ));
         }
     }
+    let build_ca_bundle = raw.build_ca_bundle.map(|path| base.join(path));
+    if let Some(path) = &build_ca_bundle {
+        if !path.is_file() {
+            problems.push(Problem::new(
+                "docker.build_ca_bundle",
+                format!("= \"{}\" is not a file; point it at a PEM bundle, e.g. \"/etc/ssl/certs/ca-certificates.crt\"", path.display()),
+            ));
+        }
+    }
     DockerConfig {
         endpoint,
+        build_ca_bundle,
         base_images: raw.base_images,
         build_timeout: super::limits::seconds(
             "docker.build_timeout_secs",
