@@ -20,8 +20,29 @@ fn docker_section() -> String {
     )
 }
 
+fn remove_images(repository: &str) {
+    let listed = std::process::Command::new("docker")
+        .args(["images", "--quiet", "--filter"])
+        .arg(format!("reference={repository}"))
+        .output()
+        .unwrap();
+    let ids = String::from_utf8_lossy(&listed.stdout);
+    let ids: Vec<&str> = ids.split_whitespace().collect();
+    if !ids.is_empty() {
+        let status = std::process::Command::new("docker")
+            .args(["rmi", "--force"])
+            .args(&ids)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "removing {repository} images");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_streamlit_dashboard_is_built_by_the_template_and_works_through_portico() {
+    // A real build every run: images of earlier runs (same content, same tag) go first.
+    remove_images("portico/streamlit");
     let config = PorticoConfig {
         sections: docker_section(),
         ..PorticoConfig::default()
