@@ -46,6 +46,7 @@ pub const LABEL_OWNER: &str = "portico.owner";
 const DAEMON_LOG_MAX_SIZE: &str = "10m";
 
 struct Running {
+    app: String,
     exited: watch::Receiver<Option<Exit>>,
     log: Arc<LogSink>,
 }
@@ -100,6 +101,7 @@ impl DockerRuntime {
             Err(e) => return Err(self.client.fail(e).await),
         };
         let mut removed = Vec::new();
+        let mut kept_apps = std::collections::HashSet::new();
         for container in containers {
             let replica = container
                 .labels
@@ -108,6 +110,9 @@ impl DockerRuntime {
                 .cloned()
                 .unwrap_or_default();
             if keep.contains(&replica.as_str()) {
+                if let Some(app) = container.labels.as_ref().and_then(|l| l.get(LABEL_APP)) {
+                    kept_apps.insert(app.clone());
+                }
                 continue;
             }
             let name = container
@@ -117,6 +122,24 @@ impl DockerRuntime {
             if let Some(id) = container.id {
                 if docker.remove_container(&id, Some(force())).await.is_ok() {
                     removed.push(name.trim_start_matches('/').to_owned());
+                }
+            }
+        }
+        // Networks of apps with no container left (an earlier run was killed).
+        let filters = HashMap::from([(
+            "label".to_owned(),
+            vec![format!("{LABEL_INSTANCE}={}", self.instance)],
+        )]);
+        let options = bollard::query_parameters::ListNetworksOptions {
+            filters: Some(filters),
+        };
+        if let Ok(networks) = docker.list_networks(Some(options)).await {
+            for network in networks {
+                let app = network.labels.as_ref().and_then(|l| l.get(LABEL_APP));
+                if app.is_some_and(|a| !kept_apps.contains(a)) {
+                    if let Some(name) = network.name {
+                        let _ = docker.remove_network(&name).await;
+                    }
                 }
             }
         }
@@ -239,11 +262,39 @@ impl DockerRuntime {
         }
     }
 
-    fn register(&self, id: &str, exited: watch::Receiver<Option<Exit>>, log: Arc<LogSink>) {
+    fn register(
+        &self,
+        id: &str,
+        app: &str,
+        exited: watch::Receiver<Option<Exit>>,
+        log: Arc<LogSink>,
+    ) {
+        let running = Running {
+            app: app.to_owned(),
+            exited,
+            log,
+        };
         self.replicas
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id.to_owned(), Running { exited, log });
+            .insert(id.to_owned(), running);
+    }
+
+    /// Removes an app's network once none of its replicas runs (the daemon refuses while a
+    /// container is attached). Networks come from a small address pool (about 30 on a
+    /// default daemon), so they must not pile up.
+    async fn remove_network_if_unused(&self, app: &str) {
+        let in_use = self
+            .replicas
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .any(|r| r.app == app);
+        if !in_use {
+            if let Ok(docker) = self.client.get().await {
+                let _ = docker.remove_network(&self.network_name(app)).await;
+            }
+        }
     }
 
     /// Follows a started container: its output into the log, then its end.
@@ -446,7 +497,7 @@ impl Runtime for DockerRuntime {
                 exited.clone(),
             )
             .map_err(StartError::Prepare)?;
-        self.register(&spec.id, exited, log);
+        self.register(&spec.id, &spec.app, exited, log);
         Ok(replica)
     }
 
@@ -497,7 +548,7 @@ impl Runtime for DockerRuntime {
             replica.endpoint.port(),
             exited.clone(),
         )?;
-        self.register(&replica.id, exited, log);
+        self.register(&replica.id, &app, exited, log);
         Ok(adopted)
     }
 
@@ -507,8 +558,8 @@ impl Runtime for DockerRuntime {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(id)
-            .map(|r| r.exited.clone());
-        let Some(mut exited) = running else {
+            .map(|r| (r.exited.clone(), r.app.clone()));
+        let Some((mut exited, app)) = running else {
             return;
         };
         if exited.borrow().is_none() {
@@ -533,6 +584,7 @@ impl Runtime for DockerRuntime {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(id);
+        self.remove_network_if_unused(&app).await;
     }
 
     fn log_tail(&self, id: &str, lines: usize) -> Vec<String> {

@@ -141,13 +141,29 @@ pub fn containers_labelled(label: &str) -> Vec<String> {
         .collect()
 }
 
-/// Removes containers carrying a label, whatever their state.
+/// Removes containers carrying a label, whatever their state, and then the networks with
+/// that label (a daemon has room for only about 30).
 pub fn remove_containers_labelled(label: &str) {
     let names = containers_labelled(label);
     if !names.is_empty() {
         let _ = Command::new("docker")
             .args(["rm", "--force"])
             .args(&names)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+    let networks = Command::new("docker")
+        .args(["network", "ls", "--quiet", "--filter"])
+        .arg(format!("label={label}"))
+        .output()
+        .expect("docker runs");
+    let networks = String::from_utf8_lossy(&networks.stdout);
+    let networks: Vec<&str> = networks.split_whitespace().collect();
+    if !networks.is_empty() {
+        let _ = Command::new("docker")
+            .args(["network", "rm"])
+            .args(&networks)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();

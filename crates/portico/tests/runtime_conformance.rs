@@ -114,6 +114,14 @@ async fn stopping_portico_stops_every_replica(kind: Kind) {
     assert!(!replica_runs(kind, &id, pid), "{id} outlived Portico");
     if let Kind::Docker = kind {
         assert_eq!(container_state(&format!("portico-{id}")), None, "removed");
+        // Its network goes too: a daemon has room for about 30.
+        let label = portico.instance_label();
+        let networks = std::process::Command::new("docker")
+            .args(["network", "ls", "--quiet", "--filter"])
+            .arg(format!("label={label}"))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&networks.stdout).trim(), "");
     }
 }
 
