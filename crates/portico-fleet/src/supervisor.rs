@@ -14,6 +14,7 @@ mod instances;
 use crate::probe::Prober;
 use crate::runtime::{Adoptable, Exit, InstanceSpec, Replica, ReplicaSpec, Runtime, StartError};
 use crate::scaler::{Decision, Scaler};
+use portico_build::detect::DOCKERFILE;
 use portico_build::{
     launch_spec, Detected, EnvBuilder, ImageBuilder, LaunchSpec, Place, PythonEnv,
 };
@@ -845,7 +846,7 @@ impl Supervisor {
             .await
             .ok()??;
         let tag = environment.strip_prefix("image ")?;
-        let own_dockerfile = self.app.detected.entrypoint.is_empty();
+        let own_dockerfile = self.app.spec.source.join(DOCKERFILE).is_file();
         self.context
             .images
             .exists(tag)

@@ -153,13 +153,7 @@ pub fn remove_containers_labelled(label: &str) {
             .stderr(Stdio::null())
             .status();
     }
-    let networks = Command::new("docker")
-        .args(["network", "ls", "--quiet", "--filter"])
-        .arg(format!("label={label}"))
-        .output()
-        .expect("docker runs");
-    let networks = String::from_utf8_lossy(&networks.stdout);
-    let networks: Vec<&str> = networks.split_whitespace().collect();
+    let networks = networks_labelled(label);
     if !networks.is_empty() {
         let _ = Command::new("docker")
             .args(["network", "rm"])
@@ -168,6 +162,19 @@ pub fn remove_containers_labelled(label: &str) {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+/// Networks carrying a label, by id.
+pub fn networks_labelled(label: &str) -> Vec<String> {
+    let output = Command::new("docker")
+        .args(["network", "ls", "--quiet", "--filter"])
+        .arg(format!("label={label}"))
+        .output()
+        .expect("docker runs");
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// A container's state as `docker inspect` shows it (`running`, `exited`), or `None` when

@@ -8,7 +8,9 @@
 //! replicas it was told to keep.
 
 use nix::sys::signal::Signal;
-use portico_testkit::docker::{container_state, test_server_binary, test_server_image};
+use portico_testkit::docker::{
+    container_state, networks_labelled, test_server_binary, test_server_image,
+};
 use portico_testkit::PorticoConfig;
 use portico_testkit::{eventually, fixtures_dir, is_alive, open_websocket, AppConfig, Portico};
 use std::time::Duration;
@@ -115,13 +117,10 @@ async fn stopping_portico_stops_every_replica(kind: Kind) {
     if let Kind::Docker = kind {
         assert_eq!(container_state(&format!("portico-{id}")), None, "removed");
         // Its network goes too: a daemon has room for about 30.
-        let label = portico.instance_label();
-        let networks = std::process::Command::new("docker")
-            .args(["network", "ls", "--quiet", "--filter"])
-            .arg(format!("label={label}"))
-            .output()
-            .unwrap();
-        assert_eq!(String::from_utf8_lossy(&networks.stdout).trim(), "");
+        assert_eq!(
+            networks_labelled(&portico.instance_label()),
+            Vec::<String>::new()
+        );
     }
 }
 

@@ -558,3 +558,29 @@ fn container_settings_without_the_docker_runtime_are_refused_with_the_fix() {
         "{message}"
     );
 }
+
+#[test]
+fn bad_docker_and_container_settings_each_name_the_key_and_the_fix() {
+    let message = errors(
+        "[docker]\nendpoint = \"tcp://docker.internal:2376\"\ntls_ca = \"ca.pem\"\nbuild_ca_bundle = \"no-such.crt\"\n[docker.base_images]\nstreamlit = \"Base Image\"\n",
+    );
+    assert!(
+        message.contains("docker: needs all three of tls_ca, tls_cert and tls_key"),
+        "{message}"
+    );
+    assert!(message.contains("docker.build_ca_bundle"), "{message}");
+    assert!(message.contains("is not a file"), "{message}");
+    assert!(
+        message.contains("docker.base_images.streamlit"),
+        "{message}"
+    );
+    let message = errors(
+        "[[apps]]\nname = \"sales\"\nruntime = \"docker\"\nimage = \"sales:1\"\n[apps.container]\npids_limit = 2\nuser = \"a b\"\nport = 0\ncpus = 0\n",
+    );
+    for key in ["pids_limit = 2", "user = \"a b\"", "port = 0", "cpus = 0"] {
+        assert!(
+            message.contains(&format!("apps[0].container.{key}")),
+            "{key}: {message}"
+        );
+    }
+}
