@@ -218,6 +218,7 @@ pub(crate) mod tests {
             runtime: RuntimeKind::Process,
             image: None,
             container: Default::default(),
+            volumes: Default::default(),
         }
     }
 

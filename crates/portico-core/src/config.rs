@@ -11,6 +11,7 @@ mod limits;
 mod raw;
 mod sso;
 mod tls;
+mod volumes;
 pub use containers::{
     check_image, ContainerOptions, DockerConfig, DockerEndpoint, DockerTls, RuntimeKind,
 };
@@ -21,6 +22,7 @@ pub use sso::{
     SsoCommon,
 };
 pub use tls::{AcmeChallenge, AcmeConfig, CertificateFiles, TlsConfig, TlsSource, LETS_ENCRYPT};
+pub use volumes::{drive_env, DriveMount, DriveSpec, VolumesSpec, DEFAULT_HOME_MOUNT};
 mod validate;
 
 use crate::model::Framework;
@@ -50,6 +52,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[docker]`: the daemon that runs apps with `runtime = "docker"`.
     pub docker: DockerConfig,
+    /// `[drives.<name>]`: team drives, by name.
+    pub drives: BTreeMap<String, DriveSpec>,
     pub apps: Vec<AppSpec>,
 }
 
@@ -220,6 +224,8 @@ pub struct AppSpec {
     pub image: Option<String>,
     /// `[apps.container]` (Docker runtime).
     pub container: ContainerOptions,
+    /// `[apps.volumes]`: storage that outlives its replicas.
+    pub volumes: VolumesSpec,
 }
 
 impl AppSpec {

@@ -14,6 +14,11 @@
 //! - **Labels** mark every container with this Portico (its data folder), the app, the
 //!   release, the replica and the owner of a private instance: a restarted Portico finds
 //!   its containers by label and adopts them, or removes those it no longer wants.
+//! - **Volumes** ([`volumes`]): named Docker volumes for an app's data, people's homes and
+//!   team drives, created on first use and kept.
+
+mod volumes;
+pub use volumes::LABEL_VOLUME;
 
 use crate::logs::{keep_log_bounded, prune_old_logs, LogSink, KEEP_LOGS};
 use crate::runtime::{Adoptable, Exit, Replica, ReplicaSpec, Runtime, StartError};
@@ -181,11 +186,28 @@ impl DockerRuntime {
         }
     }
 
+    /// Why a container of `image` could not be created.
+    async fn create_error(&self, error: bollard::errors::Error, image: &str) -> StartError {
+        match self.client.fail(error).await {
+            e if e.is_not_found() => StartError::Prepare(format!(
+                "the image {image} is not on the Docker daemon at {}: build it, or pull it (`docker pull {image}`)",
+                self.client.endpoint()
+            )),
+            e => start_error(e),
+        }
+    }
+
     async fn docker(&self) -> Result<bollard::Docker, StartError> {
         self.client.get().await.map_err(start_error)
     }
 
-    fn create_body(&self, spec: &ReplicaSpec, image: &str, network: &str) -> ContainerCreateBody {
+    fn create_body(
+        &self,
+        spec: &ReplicaSpec,
+        image: &str,
+        network: &str,
+        mounts: Vec<bollard::models::Mount>,
+    ) -> ContainerCreateBody {
         let launch = &spec.launch;
         let options = &spec.container;
         let port = options.port;
@@ -215,17 +237,15 @@ impl DockerRuntime {
             // The person's size profile decides over the app's defaults.
             memory_mb = instance.memory_mb.or(memory_mb);
             cpus = instance.cpus.or(cpus);
-            let home = instance.home.to_string_lossy();
-            env.extend(
-                instance
-                    .env(&home)
-                    .into_iter()
-                    .map(|(k, v)| format!("{k}={v}")),
-            );
+            env.extend(instance.env().into_iter().map(|(k, v)| format!("{k}={v}")));
+        }
+        for volume in &spec.volumes {
+            env.extend(volume.env.iter().map(|k| format!("{k}={}", volume.mount)));
         }
         let memory = memory_mb.map(|mb| (mb * 1024 * 1024) as i64);
         let host_config = HostConfig {
             network_mode: Some(network.to_owned()),
+            mounts: (!mounts.is_empty()).then_some(mounts),
             memory,
             // The same as `memory`: no swap beyond it, so the limit is the limit.
             memory_swap: memory,
@@ -460,15 +480,12 @@ impl Runtime for DockerRuntime {
             name: Some(name.clone()),
             ..Default::default()
         };
-        let body = self.create_body(spec, image, &network);
+        let planned = self.plan_volumes(&spec.app, &spec.volumes).await?;
+        self.own_volumes(&name, image, spec.container.user.as_deref(), &planned)
+            .await?;
+        let body = self.create_body(spec, image, &network, planned.mounts);
         if let Err(e) = docker.create_container(Some(options), body).await {
-            return Err(match self.client.fail(e).await {
-                e if e.is_not_found() => StartError::Prepare(format!(
-                    "the image {image} is not on the Docker daemon at {}: build it, or pull it (`docker pull {image}`)",
-                    self.client.endpoint()
-                )),
-                e => start_error(e),
-            });
+            return Err(self.create_error(e, image).await);
         }
         let started = docker.start_container(&name, None).await;
         let inspected = match started {

@@ -11,6 +11,7 @@ pub mod probe;
 pub mod process;
 pub mod runtime;
 pub mod scaler;
+pub mod storage;
 pub mod supervisor;
 
 pub use docker::DockerRuntime;

@@ -120,6 +120,7 @@ impl Runtime for ProcessRuntime {
         if !program.contains('/') && portico_build::env::which(&program).is_none() {
             return Err(StartError::ProgramMissing { program });
         }
+        prepare_folders(&spec.volumes)?;
         let port =
             free_port().map_err(|e| StartError::Prepare(format!("no free loopback port: {e}")))?;
         let port_text = port.to_string();
@@ -149,11 +150,12 @@ impl Runtime for ProcessRuntime {
             .env("PORT", &port_text)
             .env(INSTANCE_VAR, &self.instance)
             .env(REPLICA_VAR, &spec.id)
-            .envs(
-                spec.instance
+            .envs(spec.instance.iter().flat_map(|i| i.env()))
+            .envs(spec.volumes.iter().flat_map(|v| {
+                v.env
                     .iter()
-                    .flat_map(|i| i.env(&i.home.to_string_lossy())),
-            )
+                    .map(|name| (name.as_str(), v.host_dir.as_os_str()))
+            }))
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)
@@ -399,6 +401,31 @@ pub fn processes_with_env(entry: &str) -> Vec<u32> {
         .collect()
 }
 
+/// Creates the folders behind a replica's volumes, open only to Portico's user (which runs
+/// the replicas); an operator's folder must exist already.
+fn prepare_folders(volumes: &[crate::runtime::Volume]) -> Result<(), StartError> {
+    use std::os::unix::fs::DirBuilderExt;
+    for volume in volumes {
+        let dir = &volume.host_dir;
+        if volume.operator_folder {
+            if !dir.is_dir() {
+                return Err(StartError::Prepare(format!(
+                    "the folder {} of `{}` does not exist; create it or correct host_path",
+                    dir.display(),
+                    volume.key
+                )));
+            }
+            continue;
+        }
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| StartError::Prepare(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,6 +449,7 @@ mod tests {
             log_path: dir.join("logs/t-1.log"),
             instance: None,
             container: Default::default(),
+            volumes: Vec::new(),
         }
     }
 
@@ -435,10 +463,18 @@ mod tests {
         );
         spec.instance = Some(crate::runtime::InstanceSpec {
             owner: "ada@example.com".into(),
-            home: dir.path().join("homes/7"),
             cpus: Some(0.5),
             memory_mb: Some(2048),
         });
+        spec.volumes = vec![crate::runtime::Volume {
+            key: "home-7".into(),
+            kind: crate::runtime::VolumeKind::Home,
+            host_dir: dir.path().join("homes/7"),
+            operator_folder: false,
+            mount: "/home/portico".into(),
+            read_only: false,
+            env: vec!["HOME".into(), "PORTICO_HOME".into()],
+        }];
         let replica = runtime.start(&spec).await.unwrap();
         let mut exited = replica.exited.clone();
         exited.wait_for(Option::is_some).await.unwrap();
@@ -448,6 +484,16 @@ mod tests {
             dir.path().join("homes/7").display()
         );
         assert!(log.contains(&expected), "{log}");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("homes/7"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o777,
+            0o700,
+            "a home only its owner's instances can enter"
+        );
     }
 
     #[tokio::test]

@@ -25,15 +25,60 @@ pub struct ReplicaSpec {
     pub instance: Option<InstanceSpec>,
     /// Limits and security of its container (runtimes without containers ignore them).
     pub container: ContainerOptions,
+    /// Storage kept across its restarts: the app's data, its owner's home, team drives.
+    pub volumes: Vec<Volume>,
 }
 
-/// A person's private instance: their home and its size.
+/// Storage a replica uses that outlives it. Each runtime decides what backs it: the
+/// process runtime a folder (`host_dir`), the Docker runtime a volume named after `key`
+/// (or, for an operator's folder, that folder mounted).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Volume {
+    /// Stable and unique within this Portico: `data-<app>`, `home-<user id>`,
+    /// `drive-<name>`.
+    pub key: String,
+    pub kind: VolumeKind,
+    /// The folder that backs it where a runtime uses folders.
+    pub host_dir: PathBuf,
+    /// `host_dir` is the operator's (a drive's `host_path`): every runtime uses that folder,
+    /// and Portico neither creates it nor changes its owner.
+    pub operator_folder: bool,
+    /// Where it appears inside a container.
+    pub mount: String,
+    pub read_only: bool,
+    /// Variables that tell the replica where it is (the mount path in a container, the
+    /// folder for a process).
+    pub env: Vec<String>,
+}
+
+/// Who a volume belongs to, which decides who may use what is in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VolumeKind {
+    /// The app's own data, shared by its replicas: owned by the user they run as.
+    AppData,
+    /// A person's home: owned by the user their instance runs as, closed to anyone else.
+    Home,
+    /// A team drive several apps share: writable by the user and group replicas run as.
+    Drive,
+}
+
+impl Volume {
+    /// Unix permissions of the volume's top folder.
+    pub fn mode(&self) -> u32 {
+        match self.kind {
+            VolumeKind::Home => 0o700,
+            VolumeKind::AppData => 0o750,
+            VolumeKind::Drive => 0o770,
+        }
+    }
+}
+
+/// A person's private instance: whose, and its size. (Their home is one of the replica's
+/// volumes.)
 #[derive(Debug, Clone)]
 pub struct InstanceSpec {
     /// Their e-mail, given to the instance as `PORTICO_USER`.
     pub owner: String,
-    /// Their home folder (kept across instances); the instance's `HOME`.
-    pub home: PathBuf,
     /// CPUs and memory (MiB) from the size profile; `None`: no limit.
     pub cpus: Option<f64>,
     pub memory_mb: Option<u64>,
@@ -43,12 +88,8 @@ impl InstanceSpec {
     /// The environment every runtime gives a private instance. `CPU_LIMIT` and `MEM_LIMIT`
     /// (bytes) are the names JupyterHub's spawners use, which Jupyter's resource display
     /// reads.
-    pub fn env(&self, home: &str) -> Vec<(&'static str, String)> {
-        let mut env = vec![
-            ("HOME", home.to_owned()),
-            ("PORTICO_HOME", home.to_owned()),
-            ("PORTICO_USER", self.owner.clone()),
-        ];
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![("PORTICO_USER", self.owner.clone())];
         if let Some(cpus) = self.cpus {
             env.push(("CPU_LIMIT", cpus.to_string()));
         }

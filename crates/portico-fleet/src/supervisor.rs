@@ -85,8 +85,8 @@ struct Context {
     fleet: FleetConfig,
     urls: PublicUrls,
     logs_dir: PathBuf,
-    /// Per-user apps: each person's home folder is `<homes_dir>/<user id>`.
-    homes_dir: PathBuf,
+    /// Portico's data folder: the process runtime keeps volumes under it.
+    data_dir: PathBuf,
     runners_dir: PathBuf,
     prober: Prober,
     /// Replica slots across all apps, for `fleet.max_replicas`.
@@ -140,7 +140,7 @@ impl Fleet {
             fleet,
             urls,
             logs_dir: data_dir.join("logs"),
-            homes_dir: data_dir.join("homes"),
+            data_dir: data_dir.to_owned(),
             prober: Prober::default(),
             slots: Default::default(),
             instances_per_user: Default::default(),
@@ -958,6 +958,12 @@ impl Supervisor {
                 .join(format!("{id}.log")),
             instance: self.instance.as_ref().map(|i| i.spec.clone()),
             container: self.app.spec.container.clone(),
+            volumes: crate::storage::replica_volumes(
+                self.name(),
+                &self.app.spec.volumes,
+                self.instance.as_ref().map(|i| i.owner.id),
+                &self.context.data_dir,
+            ),
         };
         let replica = match self.runtime().start(&spec).await {
             Ok(replica) => replica,

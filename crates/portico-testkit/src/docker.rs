@@ -141,9 +141,9 @@ pub fn containers_labelled(label: &str) -> Vec<String> {
         .collect()
 }
 
-/// Removes containers carrying a label, whatever their state, and then the networks with
-/// that label (a daemon has room for only about 30).
-pub fn remove_containers_labelled(label: &str) {
+/// Removes containers carrying a label, whatever their state, then the networks (a daemon
+/// has room for only about 30) and the volumes with that label.
+pub fn remove_labelled(label: &str) {
     let names = containers_labelled(label);
     if !names.is_empty() {
         let _ = Command::new("docker")
@@ -162,6 +162,43 @@ pub fn remove_containers_labelled(label: &str) {
             .stderr(Stdio::null())
             .status();
     }
+    let volumes = volumes_labelled(label);
+    if !volumes.is_empty() {
+        let _ = Command::new("docker")
+            .args(["volume", "rm", "--force"])
+            .args(&volumes)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Volumes carrying a label, by name.
+pub fn volumes_labelled(label: &str) -> Vec<String> {
+    let output = Command::new("docker")
+        .args(["volume", "ls", "--quiet", "--filter"])
+        .arg(format!("label={label}"))
+        .output()
+        .expect("docker runs");
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The owner and mode of a volume's top folder on this machine's daemon: `"1000:1000 700"`.
+pub fn volume_owner_and_mode(name: &str) -> String {
+    let output = Command::new("docker")
+        .args(["volume", "inspect", "--format", "{{.Mountpoint}}", name])
+        .output()
+        .expect("docker runs");
+    assert!(output.status.success(), "no volume {name}");
+    let folder = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let output = Command::new("stat")
+        .args(["--format", "%u:%g %a", &folder])
+        .output()
+        .expect("stat runs");
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
 /// Networks carrying a label, by id.

@@ -435,7 +435,7 @@ impl Drop for Portico {
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
         }
         if self.uses_docker {
-            crate::docker::remove_containers_labelled(&self.instance_label());
+            crate::docker::remove_labelled(&self.instance_label());
         }
     }
 }

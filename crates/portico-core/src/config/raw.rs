@@ -27,6 +27,9 @@ pub struct ConfigFile {
     /// `[docker]`: the daemon container apps run on.
     #[serde(default)]
     pub docker: super::containers::RawDocker,
+    /// `[drives.<name>]`: team drives apps may mount.
+    #[serde(default)]
+    pub drives: BTreeMap<String, super::volumes::RawDrive>,
     #[serde(default)]
     pub apps: Vec<App>,
 }
@@ -202,6 +205,8 @@ pub struct App {
     pub image: Option<String>,
     /// `[apps.container]`: limits and security of its containers.
     pub container: Option<super::containers::RawContainer>,
+    /// `[apps.volumes]`: its data volume, where homes go, which drives it mounts.
+    pub volumes: Option<super::volumes::RawVolumes>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -584,3 +584,59 @@ fn bad_docker_and_container_settings_each_name_the_key_and_the_fix() {
         );
     }
 }
+
+#[test]
+fn volumes_and_drives_are_read_and_mounted_where_written() {
+    let (_dir, path) = workspace();
+    let config = Config::parse(
+        &path,
+        "[drives.finance]\n[drives.archive]\nhost_path = \"/srv/archive\"\n[[apps]]\nname = \"sales\"\nimage = \"sales:1\"\nruntime = \"docker\"\nmode = \"per-user\"\n[apps.volumes]\ndata = \"/data\"\ndrives = { finance = \"/mnt/finance\", archive = \"/mnt/archive:ro\" }\n",
+    )
+    .unwrap();
+    let volumes = &config.apps[0].volumes;
+    assert_eq!(volumes.data.as_deref(), Some("/data"));
+    assert_eq!(volumes.home, "/home/portico");
+    let archive = &volumes.drives[0];
+    assert_eq!(
+        (
+            archive.drive.as_str(),
+            archive.path.as_str(),
+            archive.read_only
+        ),
+        ("archive", "/mnt/archive", true)
+    );
+    assert_eq!(
+        archive.host_path.as_deref(),
+        Some(std::path::Path::new("/srv/archive"))
+    );
+    assert!(!volumes.drives[1].read_only && volumes.drives[1].host_path.is_none());
+    assert_eq!(config.drives.len(), 2);
+}
+
+#[test]
+fn bad_volumes_and_drives_each_name_the_key_and_the_fix() {
+    let message = errors(
+        "[drives.Finance]\n[drives.archive]\nhost_path = \"srv/archive\"\n[[apps]]\nname = \"sales\"\nimage = \"sales:1\"\nruntime = \"docker\"\n[apps.volumes]\ndata = \"/app\"\nhome = \"/home/x\"\ndrives = { nosuch = \"/mnt/x\", archive = \"data\" }\n",
+    );
+    for expected in [
+        "drives.Finance is not a drive name",
+        "drives.archive.host_path = \"srv/archive\" must be an absolute path",
+        "apps[0].volumes.data = \"/app\" would hide /app",
+        "apps[0].volumes.home is where each person's home is mounted, which only per-user apps have",
+        "apps[0].volumes.drives.nosuch is not a declared drive (declared: Finance, archive)",
+        "apps[0].volumes.drives.archive = \"data\" must be an absolute path",
+    ] {
+        assert!(message.contains(expected), "{expected}: {message}");
+    }
+    let message = errors(
+        "[[apps]]\nname = \"sales\"\nimage = \"sales:1\"\nruntime = \"docker\"\nmode = \"per-user\"\n[apps.volumes]\ndata = \"/home/portico\"\n",
+    );
+    assert!(
+        message.contains("apps[0].volumes.home = \"/home/portico\" is also where apps[0].volumes.data is mounted"),
+        "{message}"
+    );
+    let message = errors(
+        "[[apps]]\nname = \"sales\"\nimage = \"sales:1\"\nruntime = \"docker\"\n[apps.env]\nPORTICO_DATA = \"/x\"\n",
+    );
+    assert!(message.contains("apps[0].env.PORTICO_DATA"), "{message}");
+}

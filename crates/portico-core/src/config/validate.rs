@@ -22,6 +22,7 @@ const RESERVED_ENV: &[&str] = &[
     "PORTICO_REPLICA",
     "PORTICO_USER",
     "PORTICO_HOME",
+    "PORTICO_DATA",
 ];
 
 pub fn validate(raw: raw::ConfigFile, base: &Path) -> Result<Config, Vec<Problem>> {
@@ -45,7 +46,15 @@ pub fn validate(raw: raw::ConfigFile, base: &Path) -> Result<Config, Vec<Problem
     }
     let profiles = super::instances::profiles(raw.profiles, &mut problems);
     let docker = super::containers::docker(raw.docker, base, &mut problems);
-    let apps = apps(raw.apps, base, &profiles, fleet.runtime, &mut problems);
+    let drives = super::volumes::drives(raw.drives, &mut problems);
+    let apps = apps(
+        raw.apps,
+        base,
+        &profiles,
+        &drives,
+        fleet.runtime,
+        &mut problems,
+    );
     if problems.is_empty() {
         Ok(Config {
             path: PathBuf::new(),
@@ -58,6 +67,7 @@ pub fn validate(raw: raw::ConfigFile, base: &Path) -> Result<Config, Vec<Problem
             firewall,
             limits,
             docker,
+            drives,
             apps,
         })
     } else {
@@ -428,6 +438,7 @@ fn apps(
     raw: Vec<raw::App>,
     base: &Path,
     profiles: &BTreeMap<String, SizeProfile>,
+    drives: &BTreeMap<String, super::DriveSpec>,
     default_runtime: super::RuntimeKind,
     problems: &mut Vec<Problem>,
 ) -> Vec<AppSpec> {
@@ -540,7 +551,7 @@ fn apps(
         }
 
         for name in app.env.keys() {
-            if RESERVED_ENV.contains(&name.as_str()) {
+            if RESERVED_ENV.contains(&name.as_str()) || name.starts_with("PORTICO_DRIVE_") {
                 problems.push(Problem::new(
                     format!("apps[{i}].env.{name}"),
                     "is set by Portico for every replica; remove it".to_string(),
@@ -578,6 +589,13 @@ fn apps(
             problems,
         );
         let scale = scale(&key("scale"), app.scale.unwrap_or_default(), problems);
+        let volumes = super::volumes::volumes(
+            &format!("apps[{i}]"),
+            app.volumes,
+            per_user.is_some(),
+            drives,
+            problems,
+        );
         apps.push(AppSpec {
             access,
             firewall,
@@ -601,6 +619,7 @@ fn apps(
             runtime,
             image: app.image,
             container,
+            volumes,
         });
     }
     apps

@@ -1,6 +1,7 @@
 //! Per-user apps (`mode = "per-user"`): one private instance per person, started when
 //! their first request waits for it, stopped when it has been idle for the idle timeout.
-//! The person's home folder (`<data dir>/homes/<user id>`) outlives every instance.
+//! The person's home (a volume: `<data dir>/homes/<user id>` for the process runtime)
+//! outlives every instance.
 
 use super::{Adopted, OwnedInstance, Slot, Supervisor, SCALE_TICK};
 use crate::runtime::InstanceSpec;
@@ -9,7 +10,6 @@ use portico_core::routes::RECENT_WINDOWS;
 use portico_core::{AppStatus, PerUserSpec, User};
 use portico_store::InstanceOwner;
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -43,7 +43,6 @@ impl Supervisor {
                     let instance = OwnedInstance {
                         spec: InstanceSpec {
                             owner: owner.email.clone(),
-                            home: self.home_of(owner.id),
                             cpus: None,
                             memory_mb: None,
                         },
@@ -190,12 +189,6 @@ impl Supervisor {
                 self.context.fleet.max_replicas
             ));
         }
-        let home = self.home_of(user.id);
-        if let Err(e) = create_private_dir(&home) {
-            self.context.slots.fetch_sub(1, Ordering::Relaxed);
-            tracing::error!(app = %self.name(), "cannot create {}: {e}", home.display());
-            return Err("your home folder could not be created; an administrator can see why in Portico's log".into());
-        }
         *yours += 1;
         Ok(OwnedInstance {
             owner: InstanceOwner {
@@ -204,7 +197,6 @@ impl Supervisor {
             },
             spec: InstanceSpec {
                 owner: user.email.clone(),
-                home,
                 cpus: profile.and_then(|p| p.cpus),
                 memory_mb: profile.and_then(|p| p.memory_mb),
             },
@@ -260,10 +252,6 @@ impl Supervisor {
             .collect()
     }
 
-    fn home_of(&self, owner: i64) -> PathBuf {
-        self.context.homes_dir.join(owner.to_string())
-    }
-
     /// A person's instance could not be started or kept running: their waiting requests
     /// are told why, and the slot ends (their next visit tries again). The app stays up for
     /// everyone else.
@@ -280,14 +268,4 @@ impl Supervisor {
             &format!("your instance could not start: {first_line}"),
         );
     }
-}
-
-/// Creates a home folder only its owner (Portico's user, which runs the instances) can
-/// enter.
-fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
 }
