@@ -297,3 +297,165 @@ pub fn python_base_image() -> &'static str {
     });
     PYTHON_BASE_IMAGE
 }
+
+/// A Docker daemon of a test's own, which it may stop and start (the machine's daemon is
+/// shared by every container test). Its files, socket and containers live in a temporary
+/// folder; its networks come from an address pool of their own, and it leaves the
+/// machine's firewall rules alone.
+pub struct PrivateDaemon {
+    dir: tempfile::TempDir,
+    process: Option<std::process::Child>,
+}
+
+/// The address pool of private daemons' networks (the machine's daemon uses 172.17-31 and
+/// 192.168).
+const PRIVATE_POOL: &str = "base=10.213.0.0/16,size=24";
+
+impl PrivateDaemon {
+    /// Starts one and loads `images` into it from the machine's daemon.
+    pub fn start(images: &[&str]) -> PrivateDaemon {
+        ensure_daemon();
+        let mut daemon = PrivateDaemon {
+            dir: tempfile::Builder::new()
+                .prefix("pd")
+                .tempdir_in("/tmp")
+                .unwrap(),
+            process: None,
+        };
+        daemon.resume();
+        for image in images {
+            let mut save = Command::new("docker")
+                .args(["save", image])
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("docker save runs");
+            let loaded = daemon
+                .cli()
+                .arg("load")
+                .stdin(save.stdout.take().expect("docker save's output"))
+                .stdout(Stdio::null())
+                .status()
+                .expect("docker load runs");
+            let saved = save.wait().expect("docker save ends");
+            assert!(
+                saved.success() && loaded.success(),
+                "cannot load {image} into the private daemon"
+            );
+        }
+        daemon
+    }
+
+    /// Its endpoint, as `[docker] endpoint` takes it.
+    pub fn endpoint(&self) -> String {
+        format!("unix://{}", self.socket().display())
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("docker.sock")
+    }
+
+    /// `docker` talking to this daemon.
+    pub fn cli(&self) -> Command {
+        let mut command = Command::new("docker");
+        command.arg("--host").arg(self.endpoint());
+        command
+    }
+
+    /// Whether it answers.
+    pub fn answers(&self) -> bool {
+        self.cli()
+            .args(["version", "--format", "{{.Server.Version}}"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Starts it (again) and waits until it answers.
+    pub fn resume(&mut self) {
+        assert!(self.process.is_none(), "the private daemon is running");
+        let root = self.dir.path();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(root.join("dockerd.log"))
+            .unwrap();
+        let process = Command::new("dockerd")
+            .arg("--host")
+            .arg(self.endpoint())
+            .arg("--data-root")
+            .arg(root.join("data"))
+            .arg("--exec-root")
+            .arg(root.join("exec"))
+            .arg("--pidfile")
+            .arg(root.join("dockerd.pid"))
+            .args(["--bridge", "none", "--iptables=false"])
+            .args(["--default-address-pool", PRIVATE_POOL])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("dockerd runs");
+        self.process = Some(process);
+        for _ in 0..240 {
+            if self.answers() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        panic!(
+            "the private dockerd did not answer within 60 s: {}",
+            std::fs::read_to_string(root.join("dockerd.log")).unwrap_or_default()
+        );
+    }
+
+    /// Stops it the way an operator would (its containers stop with it) and waits until it
+    /// has exited.
+    pub fn stop(&mut self) {
+        let Some(mut process) = self.process.take() else {
+            return;
+        };
+        let pid = nix::unistd::Pid::from_raw(process.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        for _ in 0..240 {
+            if process.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let _ = process.kill();
+        let _ = process.wait();
+    }
+}
+
+impl Drop for PrivateDaemon {
+    fn drop(&mut self) {
+        if self.process.is_some() {
+            // Containers and networks first, so that nothing of them outlives the daemon.
+            if let Ok(output) = self.cli().args(["ps", "--all", "--quiet"]).output() {
+                let ids: Vec<String> = String::from_utf8_lossy(&output.stdout)
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect();
+                if !ids.is_empty() {
+                    let _ = self
+                        .cli()
+                        .args(["rm", "--force"])
+                        .args(&ids)
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status();
+                }
+            }
+            let _ = self
+                .cli()
+                .args(["network", "prune", "--force"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            self.stop();
+        }
+        // Its layers are mounted while it runs and unmounted when it stops; what remains
+        // can go with the folder.
+    }
+}

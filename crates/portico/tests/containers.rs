@@ -1,9 +1,9 @@
 //! What containers add over processes, on a real Docker daemon: apps cannot reach each
 //! other, limits hold (a dashboard over its memory is killed and restarted, and Portico says
-//! why), the security options apply, and containers carry Portico's labels and publish no
-//! port on the host.
+//! why), the security options apply, containers carry Portico's labels and publish no port
+//! on the host, and when the daemon goes away the app says so and comes back with it.
 
-use portico_testkit::docker::test_server_image;
+use portico_testkit::docker::{test_server_image, PrivateDaemon};
 use portico_testkit::{eventually, fixtures_dir, AppConfig, Portico, PorticoConfig};
 use std::process::Command;
 use std::time::Duration;
@@ -156,4 +156,61 @@ async fn a_missing_image_fails_the_app_with_the_fix() {
         "{reason}"
     );
     assert!(reason.contains("docker pull"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn when_the_daemon_goes_away_the_app_says_so_and_comes_back_with_it() {
+    // A daemon of this test's own: stopping the machine's would stop the other tests'.
+    let mut daemon = PrivateDaemon::start(&[test_server_image()]);
+    let config = PorticoConfig {
+        sections: format!("[docker]\nendpoint = \"{}\"\n", daemon.endpoint()),
+        ..PorticoConfig::default()
+    }
+    .with_app(container_app("steady"));
+    let portico = Portico::start(BIN, config).await;
+    assert_eq!(get(&portico, "steady", "").await.0, 200);
+
+    daemon.stop();
+    let app = eventually(
+        "the app to say the daemon is away",
+        Duration::from_secs(60),
+        || async {
+            let apps = portico.apps_json();
+            let app = apps["apps"][0].clone();
+            (app["status"] == "failed").then_some(app)
+        },
+    )
+    .await;
+    let reason = app["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(&format!(
+            "the Docker daemon at {} does not answer",
+            daemon.endpoint()
+        )),
+        "{app}"
+    );
+    assert!(reason.contains("Portico tries again every 5s"), "{reason}");
+    let table = String::from_utf8(portico.cli(&["apps"]).stdout).unwrap();
+    assert!(table.contains("does not answer"), "{table}");
+    let (status, _) = get(&portico, "steady", "").await;
+    assert_eq!(
+        status, 503,
+        "visitors are told the app is down, not kept waiting"
+    );
+
+    daemon.resume();
+    eventually(
+        "the app to serve again",
+        Duration::from_secs(60),
+        || async { (get(&portico, "steady", "").await.0 == 200).then_some(()) },
+    )
+    .await;
+    assert_eq!(portico.apps_json()["apps"][0]["status"], "running");
+    // Said once for the outage, not at every attempt.
+    let log = portico.log();
+    let said = log
+        .lines()
+        .filter(|l| l.contains("ERROR") && l.contains("Portico tries again"))
+        .count();
+    assert_eq!(said, 1, "{log}");
 }
