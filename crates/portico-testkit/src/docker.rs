@@ -130,53 +130,24 @@ pub fn test_server_image() -> &'static str {
 
 /// Containers carrying a label (`portico.instance=/tmp/…/data`), by name.
 pub fn containers_labelled(label: &str) -> Vec<String> {
-    let output = Command::new("docker")
-        .args(["ps", "--all", "--format", "{{.Names}}", "--filter"])
-        .arg(format!("label={label}"))
-        .output()
-        .expect("docker runs");
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    listed(&["ps", "--all", "--format", "{{.Names}}"], label)
 }
 
-/// Removes containers carrying a label, whatever their state, then the networks (a daemon
-/// has room for only about 30) and the volumes with that label.
-pub fn remove_labelled(label: &str) {
-    let names = containers_labelled(label);
-    if !names.is_empty() {
-        let _ = Command::new("docker")
-            .args(["rm", "--force"])
-            .args(&names)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-    let networks = networks_labelled(label);
-    if !networks.is_empty() {
-        let _ = Command::new("docker")
-            .args(["network", "rm"])
-            .args(&networks)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-    let volumes = volumes_labelled(label);
-    if !volumes.is_empty() {
-        let _ = Command::new("docker")
-            .args(["volume", "rm", "--force"])
-            .args(&volumes)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
+/// Networks carrying a label, by id.
+pub fn networks_labelled(label: &str) -> Vec<String> {
+    listed(&["network", "ls", "--quiet"], label)
 }
 
 /// Volumes carrying a label, by name.
 pub fn volumes_labelled(label: &str) -> Vec<String> {
+    listed(&["volume", "ls", "--quiet"], label)
+}
+
+/// What a `docker … ls` command lists of the objects carrying a label.
+fn listed(command: &[&str], label: &str) -> Vec<String> {
     let output = Command::new("docker")
-        .args(["volume", "ls", "--quiet", "--filter"])
+        .args(command)
+        .arg("--filter")
         .arg(format!("label={label}"))
         .output()
         .expect("docker runs");
@@ -184,6 +155,27 @@ pub fn volumes_labelled(label: &str) -> Vec<String> {
         .split_whitespace()
         .map(str::to_owned)
         .collect()
+}
+
+/// Removes containers carrying a label, whatever their state, then the networks (a daemon
+/// has room for only about 30) and the volumes with that label.
+pub fn remove_labelled(label: &str) {
+    remove(&["rm", "--force"], &containers_labelled(label));
+    remove(&["network", "rm"], &networks_labelled(label));
+    remove(&["volume", "rm", "--force"], &volumes_labelled(label));
+}
+
+/// Runs a `docker … rm` command on `names`, if there are any; what is gone already is no
+/// error.
+fn remove(command: &[&str], names: &[String]) {
+    if !names.is_empty() {
+        let _ = Command::new("docker")
+            .args(command)
+            .args(names)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
 }
 
 /// The owner and mode of a volume's top folder on this machine's daemon: `"1000:1000 700"`.
@@ -199,19 +191,6 @@ pub fn volume_owner_and_mode(name: &str) -> String {
         .output()
         .expect("stat runs");
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
-
-/// Networks carrying a label, by id.
-pub fn networks_labelled(label: &str) -> Vec<String> {
-    let output = Command::new("docker")
-        .args(["network", "ls", "--quiet", "--filter"])
-        .arg(format!("label={label}"))
-        .output()
-        .expect("docker runs");
-    String::from_utf8_lossy(&output.stdout)
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect()
 }
 
 /// A container's state as `docker inspect` shows it (`running`, `exited`), or `None` when
