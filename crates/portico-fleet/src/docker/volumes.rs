@@ -29,10 +29,8 @@ const MAX_ACCOUNTS_FILE: usize = 1 << 20;
 /// A replica's volumes, ready to mount.
 pub(super) struct Planned {
     pub mounts: Vec<Mount>,
-    /// Top folders (mount paths) to give to the container's user, with their modes.
-    to_own: Vec<(String, u32)>,
-    /// The volumes of `to_own`, as the helper that sets their owner mounts them.
-    to_own_mounts: Vec<Mount>,
+    /// Volumes whose top folder is to be given to the container's user, with its mode.
+    to_own: Vec<(Mount, u32)>,
 }
 
 impl DockerRuntime {
@@ -51,7 +49,6 @@ impl DockerRuntime {
         let mut planned = Planned {
             mounts: Vec::new(),
             to_own: Vec::new(),
-            to_own_mounts: Vec::new(),
         };
         for volume in volumes {
             if volume.operator_folder {
@@ -77,8 +74,7 @@ impl DockerRuntime {
             // attempt may have been cut short. Not where this app only reads (a drive
             // another app writes).
             if !volume.read_only {
-                planned.to_own.push((volume.mount.clone(), volume.mode()));
-                planned.to_own_mounts.push(mount.clone());
+                planned.to_own.push((mount.clone(), volume.mode()));
             }
             planned.mounts.push(mount);
         }
@@ -146,7 +142,7 @@ impl DockerRuntime {
                 self.instance.clone(),
             )])),
             host_config: Some(bollard::models::HostConfig {
-                mounts: Some(planned.to_own_mounts.clone()),
+                mounts: Some(planned.to_own.iter().map(|(m, _)| m.clone()).collect()),
                 network_mode: Some("none".into()),
                 ..Default::default()
             }),
@@ -161,34 +157,38 @@ impl DockerRuntime {
         if let Err(e) = docker.create_container(Some(options), body).await {
             return Err(self.create_error(e, image).await);
         }
-        let owned = self.own_in(&helper, &planned.to_own).await;
+        let folders: Vec<(&str, u32)> = planned
+            .to_own
+            .iter()
+            .map(|(mount, mode)| (mount.target.as_deref().unwrap_or_default(), *mode))
+            .collect();
+        let owned = self.own_in(&helper, &folders).await;
         let _ = docker.remove_container(&helper, Some(super::force())).await;
         owned.map_err(StartError::Prepare)
     }
 
     /// Copies the top folders' entries into the (created, never started) `helper`.
-    async fn own_in(&self, helper: &str, to_own: &[(String, u32)]) -> Result<(), String> {
+    async fn own_in(&self, helper: &str, folders: &[(&str, u32)]) -> Result<(), String> {
         let docker = self.client.get().await.map_err(|e| e.to_string())?;
-        let container = helper;
         let inspected = docker
-            .inspect_container(container, None)
+            .inspect_container(helper, None)
             .await
-            .map_err(|e| format!("cannot inspect the new container: {e}"))?;
+            .map_err(|e| format!("cannot inspect the volumes' helper container: {e}"))?;
         // The container's config has the image's user unless the app's config named one.
         let user = inspected.config.and_then(|c| c.user).unwrap_or_default();
         let accounts = Accounts {
-            passwd: self.read_file(container, "/etc/passwd").await,
-            group: self.read_file(container, "/etc/group").await,
+            passwd: self.read_file(helper, "/etc/passwd").await,
+            group: self.read_file(helper, "/etc/group").await,
         };
         let (uid, gid) = accounts.resolve(&user)?;
-        let archive = folder_entries(to_own, uid, gid)
+        let archive = folder_entries(folders, uid, gid)
             .map_err(|e| format!("cannot make the volume folders' archive: {e}"))?;
         let options = UploadToContainerOptions {
             path: "/".into(),
             ..Default::default()
         };
         docker
-            .upload_to_container(container, Some(options), bollard::body_full(archive.into()))
+            .upload_to_container(helper, Some(options), bollard::body_full(archive.into()))
             .await
             .map_err(|e| format!("cannot give the volumes to user {uid}:{gid}: {e}"))
     }
@@ -271,7 +271,7 @@ impl Accounts {
 
 /// A tar archive of folder entries (the mount paths, relative to `/`) with the owner and
 /// mode each volume's top folder is to have.
-fn folder_entries(folders: &[(String, u32)], uid: u32, gid: u32) -> std::io::Result<Vec<u8>> {
+fn folder_entries(folders: &[(&str, u32)], uid: u32, gid: u32) -> std::io::Result<Vec<u8>> {
     let mut archive = tar::Builder::new(Vec::new());
     for (path, mode) in folders {
         let mut header = tar::Header::new_gnu();
@@ -322,12 +322,8 @@ mod tests {
 
     #[test]
     fn folder_entries_carry_owner_and_mode() {
-        let bytes = folder_entries(
-            &[("/data".into(), 0o750), ("/home/portico".into(), 0o700)],
-            1000,
-            1000,
-        )
-        .unwrap();
+        let bytes =
+            folder_entries(&[("/data", 0o750), ("/home/portico", 0o700)], 1000, 1000).unwrap();
         let mut archive = tar::Archive::new(bytes.as_slice());
         let seen: Vec<(String, u64, u32)> = archive
             .entries()
