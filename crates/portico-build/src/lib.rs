@@ -1,6 +1,7 @@
 //! Turning a folder into something runnable: detect the framework, build (and cache) the
 //! Python environment, and produce the command that starts the dashboard behind Portico.
 
+pub mod bundle;
 pub mod detect;
 pub mod docker;
 pub mod env;
