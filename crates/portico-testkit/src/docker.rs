@@ -279,27 +279,55 @@ pub fn python_base_image() -> &'static str {
 
 /// A Docker daemon of a test's own, which it may stop and start (the machine's daemon is
 /// shared by every container test). Its files, socket and containers live in a temporary
-/// folder; its networks come from an address pool of their own, and it leaves the
-/// machine's firewall rules alone.
+/// folder; its networks come from an address pool of their own, its default bridge is an
+/// interface of its own, and it leaves the machine's firewall rules alone.
+///
+/// Two quirks of dockerd shape it. `--bridge none` would be simpler, but a daemon started
+/// so deletes `docker0`, the machine's daemon's bridge (every build there then fails until
+/// that daemon restarts). And a daemon started again on its own network database deletes
+/// `docker0` too, while clearing its stale default network: so [`stop`](Self::stop) forgets
+/// the database, removing the bridges of the networks it held, and every start is a first.
 pub struct PrivateDaemon {
     dir: tempfile::TempDir,
     process: Option<std::process::Child>,
+    bridge: String,
 }
 
 /// The address pool of private daemons' networks (the machine's daemon uses 172.17-31 and
-/// 192.168).
+/// 192.168), and their default bridges' addresses.
 const PRIVATE_POOL: &str = "base=10.213.0.0/16,size=24";
+const PRIVATE_BRIDGE_NETS: &str = "10.214";
 
 impl PrivateDaemon {
     /// Starts one and loads `images` into it from the machine's daemon.
     pub fn start(images: &[&str]) -> PrivateDaemon {
         ensure_daemon();
+        static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 250;
+        let bridge = format!("pd{}-{n}", std::process::id() % 100_000);
+        let ip = |args: &[&str]| {
+            let status = Command::new("ip")
+                .args(args)
+                .stdout(Stdio::null())
+                .status()
+                .expect("ip runs");
+            assert!(status.success(), "ip {}", args.join(" "));
+        };
+        let _ = Command::new("ip")
+            .args(["link", "del", &bridge])
+            .stderr(Stdio::null())
+            .status();
+        ip(&["link", "add", "name", &bridge, "type", "bridge"]);
+        let address = format!("{PRIVATE_BRIDGE_NETS}.{n}.1/24");
+        ip(&["addr", "add", &address, "dev", &bridge]);
+        ip(&["link", "set", &bridge, "up"]);
         let mut daemon = PrivateDaemon {
             dir: tempfile::Builder::new()
                 .prefix("pd")
                 .tempdir_in("/tmp")
                 .unwrap(),
             process: None,
+            bridge,
         };
         daemon.resume();
         for image in images {
@@ -368,7 +396,9 @@ impl PrivateDaemon {
             .arg(root.join("exec"))
             .arg("--pidfile")
             .arg(root.join("dockerd.pid"))
-            .args(["--bridge", "none", "--iptables=false"])
+            .arg("--bridge")
+            .arg(&self.bridge)
+            .arg("--iptables=false")
             .args(["--default-address-pool", PRIVATE_POOL])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -394,16 +424,46 @@ impl PrivateDaemon {
         let Some(mut process) = self.process.take() else {
             return;
         };
+        let bridges = self.network_bridges();
         let pid = nix::unistd::Pid::from_raw(process.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let mut ended = false;
         for _ in 0..240 {
             if process.try_wait().ok().flatten().is_some() {
-                return;
+                ended = true;
+                break;
             }
             std::thread::sleep(Duration::from_millis(250));
         }
-        let _ = process.kill();
-        let _ = process.wait();
+        if !ended {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+        for bridge in bridges {
+            let _ = Command::new("ip")
+                .args(["link", "del", &bridge])
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = std::fs::remove_file(self.dir.path().join("data/network/files/local-kv.db"));
+    }
+
+    /// The host interfaces of the networks created on it (`br-<short id>`).
+    fn network_bridges(&self) -> Vec<String> {
+        let Ok(output) = self
+            .cli()
+            .args(["network", "ls", "--filter", "driver=bridge"])
+            .args(["--format", "{{.ID}} {{.Name}}"])
+            .output()
+        else {
+            return Vec::new();
+        };
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| line.split_once(' '))
+            .filter(|(_, name)| *name != "bridge")
+            .map(|(id, _)| format!("br-{}", &id[..id.len().min(12)]))
+            .collect()
     }
 }
 
@@ -434,6 +494,10 @@ impl Drop for PrivateDaemon {
                 .status();
             self.stop();
         }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .stderr(Stdio::null())
+            .status();
         // Its layers are mounted while it runs and unmounted when it stops; what remains
         // can go with the folder.
     }
