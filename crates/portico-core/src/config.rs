@@ -24,6 +24,7 @@ pub use sso::{
 pub use tls::{AcmeChallenge, AcmeConfig, CertificateFiles, TlsConfig, TlsSource, LETS_ENCRYPT};
 pub use volumes::{drive_env, DriveMount, DriveSpec, VolumesSpec, DEFAULT_HOME_MOUNT};
 mod validate;
+pub use validate::is_dns_label;
 
 use crate::model::Framework;
 use std::collections::BTreeMap;

@@ -16,6 +16,7 @@ pub mod secrets;
 pub mod sessions;
 pub mod sso;
 pub mod throttle;
+pub mod tokens;
 pub mod web;
 
 mod common_passwords;
@@ -32,3 +33,4 @@ pub use pending::PendingSignIns;
 pub use secrets::SecretBox;
 pub use sessions::{SessionPolicy, Sessions};
 pub use throttle::Throttle;
+pub use tokens::{ApiTokens, Scope, TokenHolder, TokenProblem};

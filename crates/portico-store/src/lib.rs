@@ -11,6 +11,7 @@ mod links;
 mod mfa;
 mod rows;
 mod sessions;
+mod tokens;
 
 pub use external::SsoSessionRow;
 pub use identity::{AuditFilter, AuditRow, GroupRow, UserChange, UserRow};
@@ -18,6 +19,7 @@ pub use links::LinkRow;
 pub use mfa::TotpRow;
 pub use rows::{AppRow, EventRow, InstanceOwner, ReplicaRow};
 pub use sessions::{SessionRow, SigningKeyRow};
+pub use tokens::{TokenListing, TokenRow};
 
 use portico_core::{AppStatus, Framework, ReplicaState};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
