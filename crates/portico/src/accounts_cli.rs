@@ -81,7 +81,7 @@ pub enum GroupsCommand {
 }
 
 /// Who is acting: the operating-system user at the terminal.
-fn actor() -> String {
+pub(crate) fn actor() -> String {
     let user = std::env::var("USER").unwrap_or_else(|_| format!("uid {}", nix::unistd::getuid()));
     format!("cli:{user}")
 }

@@ -11,6 +11,7 @@ mod logs;
 mod output;
 mod reload;
 mod replicas_cli;
+mod tokens_cli;
 mod up;
 mod watch;
 
@@ -90,6 +91,11 @@ enum Command {
         #[command(subcommand)]
         command: accounts_cli::KeysCommand,
     },
+    /// Manage API tokens (for `portico deploy`, `git push` and scripts).
+    Tokens {
+        #[command(subcommand)]
+        command: tokens_cli::TokensCommand,
+    },
     /// Show the audit log: account and group changes, and (with sign-in) sign-ins and refusals.
     Audit {
         /// How many of the newest entries.
@@ -130,6 +136,7 @@ fn main() -> ExitCode {
             Command::Groups { command } => accounts_cli::groups(config, command).await,
             Command::Audit { limit, json } => accounts_cli::audit(config, limit, json).await,
             Command::Keys { command } => accounts_cli::keys(config, command).await,
+            Command::Tokens { command } => tokens_cli::run(config, command).await,
         }
     })
 }

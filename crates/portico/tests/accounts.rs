@@ -287,3 +287,92 @@ fn a_weak_administrator_password_from_the_environment_stops_the_start_with_the_r
     );
     drop(dir);
 }
+
+#[test]
+fn an_operator_makes_lists_and_revokes_api_tokens_shown_only_once() {
+    let terminal = Terminal::new();
+    terminal.run_with_stdin(
+        &["users", "add", "ada@example.com", "--password-stdin"],
+        "a-long-enough-password-1\n",
+    );
+    let made = terminal.ok(&[
+        "tokens",
+        "create",
+        "ada@example.com",
+        "--name",
+        "laptop",
+        "--scope",
+        "deploy:sales",
+        "--expires-in-days",
+        "30",
+    ]);
+    assert!(made.contains("shown only this once"), "{made}");
+    let token = made
+        .split_whitespace()
+        .find(|w| w.starts_with("portico_"))
+        .expect("the token is printed")
+        .to_owned();
+
+    let listed: serde_json::Value =
+        serde_json::from_str(&terminal.ok(&["tokens", "list", "--json"])).unwrap();
+    let entry = &listed["tokens"][0];
+    assert_eq!(entry["user"], "ada@example.com");
+    assert_eq!(entry["name"], "laptop");
+    assert_eq!(entry["scopes"], serde_json::json!(["deploy:sales"]));
+    assert_eq!(entry["state"], "active");
+    assert!(token.starts_with(entry["prefix"].as_str().unwrap()));
+    // Neither the list nor the database holds the token itself.
+    assert!(!listed.to_string().contains(&token));
+    let database =
+        std::fs::read(terminal.config.parent().unwrap().join("data/portico.db")).unwrap();
+    assert!(!String::from_utf8_lossy(&database).contains(&token));
+
+    let id = entry["id"].to_string();
+    assert!(terminal.ok(&["tokens", "revoke", &id]).contains("revoked"));
+    let listed: serde_json::Value =
+        serde_json::from_str(&terminal.ok(&["tokens", "list", "ada@example.com", "--json"]))
+            .unwrap();
+    assert_eq!(listed["tokens"][0]["state"], "revoked");
+    let actions = audit_actions(&terminal.ok(&["audit", "--json"]).into_bytes());
+    assert!(actions.contains(&"token.create".to_owned()), "{actions:?}");
+    assert!(actions.contains(&"token.revoke".to_owned()), "{actions:?}");
+
+    // Bad input is refused with the fix, and makes nothing.
+    for (args, expected) in [
+        (
+            vec![
+                "tokens",
+                "create",
+                "ada@example.com",
+                "--name",
+                "x",
+                "--scope",
+                "admin",
+            ],
+            "is not a scope; write `deploy`",
+        ),
+        (
+            vec!["tokens", "create", "nobody@example.com", "--name", "x"],
+            "there is no user with the e-mail nobody@example.com",
+        ),
+        (
+            vec![
+                "tokens",
+                "create",
+                "ada@example.com",
+                "--name",
+                "x",
+                "--expires-in-days",
+                "999",
+            ],
+            "give 1 to 366, or --no-expiry",
+        ),
+        (vec!["tokens", "revoke", &id], "revoked already"),
+    ] {
+        let refusal = terminal.refused(&args, "");
+        assert!(refusal.contains(expected), "{args:?}: {refusal}");
+    }
+    let listed: serde_json::Value =
+        serde_json::from_str(&terminal.ok(&["tokens", "list", "--json"])).unwrap();
+    assert_eq!(listed["tokens"].as_array().unwrap().len(), 1);
+}
