@@ -46,6 +46,13 @@ impl Terminal {
     fn users(&self) -> serde_json::Value {
         serde_json::from_str(&self.ok(&["users", "list", "--json"])).unwrap()
     }
+
+    /// `portico tokens list [EMAIL] --json`, parsed.
+    fn tokens(&self, email: Option<&str>) -> serde_json::Value {
+        let mut args = vec!["tokens", "list", "--json"];
+        args.extend(email);
+        serde_json::from_str(&self.ok(&args)).unwrap()
+    }
 }
 
 #[test]
@@ -313,8 +320,7 @@ fn an_operator_makes_lists_and_revokes_api_tokens_shown_only_once() {
         .expect("the token is printed")
         .to_owned();
 
-    let listed: serde_json::Value =
-        serde_json::from_str(&terminal.ok(&["tokens", "list", "--json"])).unwrap();
+    let listed = terminal.tokens(None);
     let entry = &listed["tokens"][0];
     assert_eq!(entry["user"], "ada@example.com");
     assert_eq!(entry["name"], "laptop");
@@ -329,9 +335,7 @@ fn an_operator_makes_lists_and_revokes_api_tokens_shown_only_once() {
 
     let id = entry["id"].to_string();
     assert!(terminal.ok(&["tokens", "revoke", &id]).contains("revoked"));
-    let listed: serde_json::Value =
-        serde_json::from_str(&terminal.ok(&["tokens", "list", "ada@example.com", "--json"]))
-            .unwrap();
+    let listed = terminal.tokens(Some("ada@example.com"));
     assert_eq!(listed["tokens"][0]["state"], "revoked");
     let actions = audit_actions(&terminal.ok(&["audit", "--json"]).into_bytes());
     assert!(actions.contains(&"token.create".to_owned()), "{actions:?}");
@@ -372,7 +376,5 @@ fn an_operator_makes_lists_and_revokes_api_tokens_shown_only_once() {
         let refusal = terminal.refused(&args, "");
         assert!(refusal.contains(expected), "{args:?}: {refusal}");
     }
-    let listed: serde_json::Value =
-        serde_json::from_str(&terminal.ok(&["tokens", "list", "--json"])).unwrap();
-    assert_eq!(listed["tokens"].as_array().unwrap().len(), 1);
+    assert_eq!(terminal.tokens(None)["tokens"].as_array().unwrap().len(), 1);
 }
