@@ -210,6 +210,7 @@ pub(crate) mod tests {
             command: vec![],
             health_path: None,
             access: portico_core::Access::SignedIn,
+            owners: Default::default(),
             firewall: Default::default(),
             max_body_bytes: None,
             frame_ancestors: vec![],

@@ -1,6 +1,7 @@
 //! The portal and (later) the admin console: server-rendered pages, one file per page under
 //! `views/`, each with its askama template struct beside its handler.
 
+pub mod api;
 mod views;
 
 use axum::routing::get;
@@ -46,6 +47,10 @@ pub struct ConsoleState {
     pub sso_flows: SsoFlows,
     /// Seals the providers' tokens kept with sessions.
     pub secrets: SecretBox,
+    /// API tokens, which the REST API authenticates with.
+    pub tokens: portico_identity::ApiTokens,
+    /// Deploys and rollbacks.
+    pub deployments: Arc<portico_fleet::Deployments>,
 }
 
 /// The portal's routes, served by the edge for the portal host. The edge puts the request's
@@ -128,6 +133,22 @@ pub fn router(state: Arc<ConsoleState>) -> axum::Router {
         .route("/_portico/portico.css", get(views::assets::stylesheet))
         .route("/_portico/auto-submit.js", get(views::assets::auto_submit))
         .route("/.well-known/portico/jwks.json", get(views::assets::jwks))
+        .route(
+            "/api/v1/apps/{app}/releases",
+            get(api::releases::list).post(api::releases::upload),
+        )
+        .route(
+            "/api/v1/apps/{app}/releases/{number}",
+            get(api::releases::show),
+        )
+        .route(
+            "/api/v1/apps/{app}/releases/{number}/log",
+            get(api::releases::log),
+        )
+        .route(
+            "/api/v1/apps/{app}/rollback",
+            axum::routing::post(api::releases::rollback),
+        )
         .fallback(views::not_found::page)
         .with_state(state)
 }

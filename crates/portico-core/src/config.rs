@@ -6,6 +6,7 @@
 //! naming the key, what is wrong and what to write instead.
 
 mod containers;
+mod deploy;
 mod instances;
 mod limits;
 mod raw;
@@ -15,6 +16,7 @@ mod volumes;
 pub use containers::{
     check_image, ContainerOptions, DockerConfig, DockerEndpoint, DockerTls, RuntimeKind,
 };
+pub use deploy::{DeployConfig, Owners};
 pub use instances::{PerUserSpec, SizeProfile};
 pub use limits::LimitsConfig;
 pub use sso::{
@@ -55,6 +57,8 @@ pub struct Config {
     pub docker: DockerConfig,
     /// `[drives.<name>]`: team drives, by name.
     pub drives: BTreeMap<String, DriveSpec>,
+    /// `[deploy]`: uploads, draining and kept releases.
+    pub deploy: DeployConfig,
     pub apps: Vec<AppSpec>,
 }
 
@@ -209,6 +213,8 @@ pub struct AppSpec {
     pub health_path: Option<String>,
     /// Who may open it (default: anyone signed in).
     pub access: crate::access::Access,
+    /// Who may deploy it besides admins.
+    pub owners: Owners,
     /// Which addresses may reach it, on top of `[firewall]`.
     pub firewall: crate::IpRules,
     /// Largest request body; `None`: `[limits] max_body_bytes`.

@@ -19,10 +19,16 @@ pub struct AppRoute {
     pub framework: Option<Framework>,
     pub status: AppStatus,
     pub mount: MountStyle,
-    /// Ready replicas; empty while none is ready.
+    /// Ready replicas; empty while none is ready. During a rollout it holds the replicas of
+    /// more than one release: new sessions go only to [`AppRoute::current_release`]'s, and
+    /// a session stuck to another release's replica stays there while it drains.
     pub endpoints: Arc<[Endpoint]>,
+    /// The release new sessions are sent to (`0` before the first is known: any).
+    pub current_release: i64,
     /// Who may open it.
     pub access: Arc<crate::access::Access>,
+    /// Who may deploy it besides admins.
+    pub owners: Arc<crate::config::Owners>,
     /// Which addresses may reach it.
     pub firewall: Arc<crate::IpRules>,
     /// Largest request body accepted for it.
@@ -213,6 +219,8 @@ pub struct Endpoint {
     pub load: Arc<ReplicaLoad>,
     /// Per-user apps: the id of the person whose private instance this is.
     pub owner: Option<i64>,
+    /// The release the replica runs.
+    pub release: i64,
 }
 
 impl Endpoint {
@@ -222,7 +230,19 @@ impl Endpoint {
             addr,
             load: Arc::default(),
             owner: None,
+            release: 0,
         }
+    }
+
+    /// Whether new sessions may be sent to it: it runs the app's current release.
+    pub fn takes_new_sessions(&self, route: &AppRoute) -> bool {
+        route.current_release == 0 || self.release == route.current_release
+    }
+
+    /// Nobody is on it: no request in flight, no WebSocket open, and no client seen within
+    /// the app's idle timeout (the autoscaler's definition of a session having ended).
+    pub fn is_idle(&self) -> bool {
+        self.load.total() == 0 && !self.load.recent.active()
     }
 }
 

@@ -1,6 +1,7 @@
 //! Choosing a ready replica for a request: the one the client is stuck to while it is
-//! ready, otherwise the least loaded (open WebSockets plus requests in flight), ties taken in
-//! turn so that idle replicas share new sessions evenly.
+//! ready (even one of an earlier release that is draining after a deploy), otherwise the
+//! least loaded replica of the current release (open WebSockets plus requests in flight),
+//! ties taken in turn so that idle replicas share new sessions evenly.
 
 use portico_core::{AppRoute, Endpoint};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,13 +21,15 @@ impl Balancer {
                 return Some(endpoint);
             }
         }
+        let current = |e: &&Endpoint| e.takes_new_sessions(route);
         match endpoints.len() {
             0 => None,
-            1 => endpoints.first(),
+            1 => endpoints.first().filter(current),
             n => {
                 let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
                 (0..n)
                     .map(|i| &endpoints[(start + i) % n])
+                    .filter(current)
                     .min_by_key(|e| e.load.total())
             }
         }
@@ -71,5 +74,31 @@ mod tests {
             .collect();
         assert_eq!(chosen.len(), 3, "idle replicas share new sessions");
         assert!(balancer.pick(&self::route(&[]), None).is_none());
+    }
+
+    #[test]
+    fn after_a_deploy_new_sessions_go_to_the_new_release_and_old_ones_stay() {
+        let mut route = route(&["v1", "v2"]);
+        let mut endpoints = route.endpoints.to_vec();
+        endpoints[0].release = 1;
+        endpoints[1].release = 2;
+        route.endpoints = endpoints.into();
+        route.current_release = 2;
+        let balancer = Balancer::default();
+        let busy_v2 = LoadGuard::websocket(&route.endpoints[1].load);
+        for _ in 0..4 {
+            assert_eq!(
+                &*balancer.pick(&route, None).unwrap().replica,
+                "v2",
+                "the idle old replica takes no new session"
+            );
+        }
+        drop(busy_v2);
+        assert_eq!(&*balancer.pick(&route, Some("v1")).unwrap().replica, "v1");
+        route.endpoints = route.endpoints[..1].to_vec().into();
+        assert!(
+            balancer.pick(&route, None).is_none(),
+            "with only the old release ready, a new session waits for the new one"
+        );
     }
 }

@@ -231,8 +231,9 @@ impl Edge {
         let (route, mode) = match target {
             Target::App { route, mode } => (route, mode),
             Target::Portal => {
-                // Every form of Portico's own pages is a sign-in or account action.
-                if req.method() == http::Method::POST {
+                // Every form of Portico's own pages is a sign-in or account action. The API
+                // is not: it takes 256-bit tokens, which no rate of guessing finds.
+                if req.method() == http::Method::POST && !req.uri().path().starts_with("/api/") {
                     let admitted = self.guards.load().rates.admit_sign_in(peer.ip());
                     if let Err(wait) = admitted {
                         self.refusals.record(

@@ -5,6 +5,7 @@
 //! The fleet knows nothing of HTTP requests or cookies; the edge knows nothing of processes.
 //! They meet only in the route table (`portico_core::routes`).
 
+pub mod deploy;
 pub mod docker;
 pub mod logs;
 pub mod probe;
@@ -14,6 +15,7 @@ pub mod scaler;
 pub mod storage;
 pub mod supervisor;
 
+pub use deploy::{DeployError, Deployments, Rollout};
 pub use docker::DockerRuntime;
 pub use process::ProcessRuntime;
 pub use runtime::{Adoptable, Exit, Replica, ReplicaSpec, Runtime, StartError};

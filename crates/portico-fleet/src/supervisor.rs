@@ -10,7 +10,11 @@
 //! the route table (status and ready endpoints), so the CLI, the portal and the edge agree.
 
 mod instances;
+mod rollout;
 
+use rollout::{Release, Rollouts};
+
+use crate::deploy::{Deployments, Rollout};
 use crate::probe::Prober;
 use crate::runtime::{Adoptable, Exit, InstanceSpec, Replica, ReplicaSpec, Runtime, StartError};
 use crate::scaler::{Decision, Scaler};
@@ -31,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 /// A replica that stayed ready this long is considered healthy: its crash starts the
@@ -96,6 +100,8 @@ struct Context {
     /// Set when Portico exits with `fleet.keep_replicas_on_exit`: serving replicas are left
     /// running for the next start to adopt.
     leaving: std::sync::atomic::AtomicBool,
+    /// Where deploys come from; each supervised app registers its queue.
+    deployments: Arc<Deployments>,
 }
 
 /// The running fleet: one supervisor per app.
@@ -129,6 +135,7 @@ impl Fleet {
         fleet: FleetConfig,
         urls: PublicUrls,
         data_dir: &Path,
+        deployments: Arc<Deployments>,
     ) -> Fleet {
         let context = Arc::new(Context {
             runtimes,
@@ -145,6 +152,7 @@ impl Fleet {
             slots: Default::default(),
             instances_per_user: Default::default(),
             leaving: Default::default(),
+            deployments,
         });
         let mut fleet = Fleet {
             context,
@@ -183,14 +191,16 @@ impl Fleet {
         debug_assert!(!self.supervisors.contains_key(&name));
         let (stop, stop_rx) = watch::channel(false);
         let (scale, scale_rx) = watch::channel(app.spec.scale.clone());
+        let deploys = self.context.deployments.register(&app.spec);
         let supervisor = Supervisor {
             context: self.context.clone(),
             app: Arc::new(app),
             stop: stop_rx,
             slot_replica: Arc::default(),
             instance: None,
+            first_ready: None,
         };
-        let task = tokio::spawn(supervisor.run(scale_rx, inherited));
+        let task = tokio::spawn(supervisor.run(scale_rx, inherited, deploys));
         self.supervisors
             .insert(name, Supervised { stop, scale, task });
     }
@@ -210,6 +220,9 @@ impl Fleet {
     /// Stops supervising these apps (removed or changed by a reload): their replicas are
     /// stopped gracefully, all at once, and awaited. Unknown names are ignored.
     pub async fn release(&mut self, names: &[&str]) {
+        for name in names {
+            self.context.deployments.unregister(name);
+        }
         let stopping: Vec<Supervised> = names
             .iter()
             .filter_map(|name| self.supervisors.remove(*name))
@@ -278,6 +291,38 @@ struct Supervisor {
     slot_replica: Arc<std::sync::Mutex<Option<String>>>,
     /// In a per-user app's slot: whose private instance it keeps.
     instance: Option<Arc<OwnedInstance>>,
+    /// In a rollout's slot: where it tells the rollout whether its replica became ready.
+    first_ready: Option<Arc<FirstReady>>,
+}
+
+/// Whether a rollout's slot got its first replica ready, or why not; the rollout waits on
+/// `notify`.
+struct FirstReady {
+    outcome: std::sync::Mutex<Option<Result<(), String>>>,
+    notify: Arc<tokio::sync::Notify>,
+}
+
+impl FirstReady {
+    fn new(notify: &Arc<tokio::sync::Notify>) -> Arc<FirstReady> {
+        Arc::new(FirstReady {
+            outcome: std::sync::Mutex::new(None),
+            notify: notify.clone(),
+        })
+    }
+
+    /// Records the first outcome only.
+    fn report(&self, outcome: Result<(), String>) {
+        if let Ok(mut current) = self.outcome.lock() {
+            if current.is_none() {
+                *current = Some(outcome);
+                self.notify.notify_one();
+            }
+        }
+    }
+
+    fn outcome(&self) -> Option<Result<(), String>> {
+        self.outcome.lock().ok().and_then(|o| o.clone())
+    }
 }
 
 /// A person's private instance as its slot keeps it.
@@ -297,6 +342,15 @@ struct Slot {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
     replica: Arc<std::sync::Mutex<Option<String>>>,
+    /// In a rollout's slot: whether its first replica became ready.
+    first_ready: Option<Arc<FirstReady>>,
+}
+
+impl Slot {
+    /// The id of the replica it runs now.
+    fn replica_id(&self) -> Option<String> {
+        self.replica.lock().ok().and_then(|r| r.clone())
+    }
 }
 
 /// How often the autoscaler looks at the sessions.
@@ -324,37 +378,39 @@ impl Supervisor {
         self.context.runtimes.of(self.app.spec.runtime)
     }
 
-    async fn run(self, scale: watch::Receiver<ScaleSpec>, inherited: Vec<ReplicaRow>) {
-        let launch = match self.prepare().await {
-            Ok(launch) => launch,
-            Err(reason) => {
-                self.fail(&reason, "build-failed").await;
+    async fn run(
+        self,
+        scale: watch::Receiver<ScaleSpec>,
+        inherited: Vec<ReplicaRow>,
+        mut deploys: mpsc::Receiver<Rollout>,
+    ) {
+        self.set_status(AppStatus::Building, None).await;
+        let (release, inherited) = match self.initial_release().await {
+            Ok(release) => (release, inherited),
+            Err((reason, kind)) => {
+                self.fail(&reason, kind).await;
                 stop_inherited(
                     self.context.clone(),
                     inherited,
                     "its app could not be prepared",
                 )
                 .await;
-                return self.idle_until_shutdown().await;
+                match self.wait_for_fixing_deploy(&mut deploys).await {
+                    Some(release) => (release, Vec::new()),
+                    None => return self.abandon_queued(&mut deploys).await,
+                }
             }
         };
-        let release = match self.record_release(&launch).await {
-            Ok(id) => id,
-            Err(reason) => {
-                self.fail(&reason, "store-failed").await;
-                stop_inherited(
-                    self.context.clone(),
-                    inherited,
-                    "its app could not be prepared",
-                )
-                .await;
-                return self.idle_until_shutdown().await;
-            }
-        };
+        update_app(&self.context.routes, self.name(), |route| {
+            route.current_release = release.id;
+        });
 
-        let adopted = self.adopt_inherited(inherited, release).await;
+        let adopted = self.adopt_inherited(inherited, release.id).await;
         match self.app.spec.per_user.clone() {
-            Some(rules) => self.serve_owners(&launch.0, release, &rules, adopted).await,
+            Some(rules) => {
+                self.serve_owners(release, &rules, adopted, &mut deploys)
+                    .await
+            }
             None => {
                 let mut shared = Vec::new();
                 for adopted in adopted {
@@ -366,9 +422,10 @@ impl Supervisor {
                         None => shared.push(adopted.replica),
                     }
                 }
-                self.scale(&launch.0, release, scale, shared).await
+                self.scale(release, scale, shared, &mut deploys).await
             }
         }
+        self.abandon_queued(&mut deploys).await;
         if !matches!(self.route_status(), Some(AppStatus::Failed(_))) {
             self.set_status(AppStatus::Stopped, None).await;
         }
@@ -376,14 +433,16 @@ impl Supervisor {
 
     /// Keeps `min` replicas, each in its own restart loop (a slot), and between `min` and
     /// `max` adds and removes slots as the autoscaler decides, until shutdown. With `min = 0`
-    /// the app sleeps without replicas until a request wants it.
+    /// the app sleeps without replicas until a request wants it. Deploys arrive on
+    /// `deploys` and are rolled out one at a time (see `rollout.rs`).
     async fn scale(
         &self,
-        launch: &LaunchSpec,
-        release: i64,
+        release: Release,
         mut rules: watch::Receiver<ScaleSpec>,
         mut adopted: Vec<Replica>,
+        deploys: &mut mpsc::Receiver<Rollout>,
     ) {
+        let mut serving = release;
         let demand = self.demand();
         let mut scaler = Scaler::new(rules.borrow_and_update().clone());
         let spec = scaler.spec();
@@ -396,10 +455,10 @@ impl Supervisor {
         self.context.slots.fetch_add(initial, Ordering::Relaxed);
         let mut slots: Vec<Slot> = adopted
             .into_iter()
-            .map(|replica| self.spawn_slot(launch, release, Some(replica)))
+            .map(|replica| serving.spawn_slot(Some(replica)))
             .collect();
         while (slots.len() as u32) < initial {
-            slots.push(self.spawn_slot(launch, release, None));
+            slots.push(serving.spawn_slot(None));
         }
         if slots.is_empty() && scaler.spec().warm == 0 {
             self.set_status(AppStatus::Sleeping, None).await;
@@ -411,6 +470,8 @@ impl Supervisor {
             .await;
         }
         let mut retired = JoinSet::new();
+        let (mut rollout, mut built) = Rollouts::new();
+        let progress = rollout.progress.clone();
         // Said once each time the cap is reached, not every second while it holds.
         let mut at_cap = false;
         let mut stop = self.stop.clone();
@@ -420,12 +481,29 @@ impl Supervisor {
         loop {
             let mut wanted = false;
             let mut rules_changed = false;
+            let mut finished = None;
             tokio::select! {
                 _ = stop.wait_for(|stop| *stop) => break,
                 _ = tick.tick() => {}
                 _ = demand.wanted() => wanted = true,
                 Ok(()) = rules.changed() => rules_changed = true,
+                Some(next) = deploys.recv(), if rollout.is_idle() => {
+                    self.begin_build(next, &mut rollout);
+                }
+                Some(done) = built.recv() => finished = Some(done),
+                _ = progress.notified() => {}
             }
+            // Awaited outside `select!`, whose branch outputs (a watch guard) are not Send.
+            if let Some(done) = finished {
+                self.built(done, &mut rollout, slots.len()).await;
+            }
+            if let Some(switched) = self
+                .advance_rollout(&mut rollout, &mut slots, &serving, &mut retired)
+                .await
+            {
+                serving = switched;
+            }
+            self.drain(&mut rollout, &mut retired).await;
             if rules_changed {
                 let spec = rules.borrow_and_update().clone();
                 let message = format!(
@@ -463,7 +541,7 @@ impl Supervisor {
                     }
                     at_cap = false;
                     while (slots.len() as u32) < to {
-                        slots.push(self.spawn_slot(launch, release, None));
+                        slots.push(serving.spawn_slot(None));
                     }
                     let spec = scaler.spec();
                     let message = if running == 0 && sessions > 0 {
@@ -492,7 +570,7 @@ impl Supervisor {
                     if slots.is_empty() {
                         // Out of the route before it stops, so that the next request wakes
                         // the app instead of reaching a replica on its way out.
-                        if let Some(id) = slot.replica.lock().ok().and_then(|r| r.clone()) {
+                        if let Some(id) = slot.replica_id() {
                             self.remove_endpoint(&id);
                         }
                         self.set_status(AppStatus::Sleeping, None).await;
@@ -515,13 +593,14 @@ impl Supervisor {
             }
             while retired.try_join_next().is_some() {}
         }
-        for slot in &slots {
+        let leftover = self.end_rollouts(&mut rollout).await;
+        for slot in slots.iter().chain(&leftover) {
             let _ = slot.stop.send(true);
         }
         self.context
             .slots
-            .fetch_sub(slots.len() as u32, Ordering::Relaxed);
-        for slot in slots {
+            .fetch_sub((slots.len() + leftover.len()) as u32, Ordering::Relaxed);
+        for slot in slots.into_iter().chain(leftover) {
             let _ = slot.task.await;
         }
         while retired.join_next().await.is_some() {}
@@ -556,17 +635,26 @@ impl Supervisor {
     }
 
     /// Starts a slot: a copy of this supervisor with its own stop switch, keeping one replica.
-    /// The caller has counted it in `Context::slots`.
-    fn spawn_slot(&self, launch: &LaunchSpec, release: i64, adopted: Option<Replica>) -> Slot {
+    /// The caller has counted it in `Context::slots`. `first_ready`: a rollout's slot,
+    /// which reports whether its first replica became ready.
+    fn spawn_slot(
+        &self,
+        launch: &LaunchSpec,
+        release: i64,
+        adopted: Option<Replica>,
+        first_ready: Option<Arc<FirstReady>>,
+    ) -> Slot {
         let (stop, stop_rx) = watch::channel(false);
         let replica = Arc::new(std::sync::Mutex::new(None));
         let mut supervisor = self.clone();
         supervisor.stop = stop_rx;
         supervisor.slot_replica = replica.clone();
+        supervisor.first_ready = first_ready.clone();
         Slot {
             stop,
             task: tokio::spawn(supervisor.keep_replica(launch.clone(), release, adopted)),
             replica,
+            first_ready,
         }
     }
 
@@ -583,8 +671,15 @@ impl Supervisor {
     /// (whichever is more), and the requests waiting for a replica.
     fn sessions(&self, demand: &Demand) -> usize {
         let table = self.context.routes.load();
+        // Sessions on replicas draining after a deploy end there; they are not this
+        // release's to serve.
         let serving = table.get(self.name()).map_or(0, |route| {
-            route.endpoints.iter().map(|e| e.load.sessions()).sum()
+            route
+                .endpoints
+                .iter()
+                .filter(|e| e.takes_new_sessions(route))
+                .map(|e| e.load.sessions())
+                .sum()
         });
         serving + demand.waiting()
     }
@@ -647,6 +742,14 @@ impl Supervisor {
                 self.set_status(AppStatus::Starting, None).await;
             }
             let ending = self.run_replica(&launch, release, adopted.take()).await;
+            if let Some(first) = &self.first_ready {
+                match &ending {
+                    Ending::Crashed { reason, .. }
+                    | Ending::Fatal(reason)
+                    | Ending::Unavailable(reason) => first.report(Err(reason.clone())),
+                    Ending::Shutdown => {}
+                }
+            }
             let was_waiting = std::mem::replace(
                 &mut waiting_for_runtime,
                 matches!(ending, Ending::Unavailable(_)),
@@ -713,10 +816,16 @@ impl Supervisor {
         }
     }
 
-    /// Builds the environment and the launch spec. Errors are the user-facing reason.
-    async fn prepare(&self) -> Result<(LaunchSpec, Option<PythonEnv>), String> {
+    /// Builds the environment and the launch spec, the installer's output going to
+    /// `build_log`. `keep_previous_image`: a container app whose build fails starts on its
+    /// latest image instead (at start-up; a deploy's failed build fails the deploy).
+    /// Errors are the user-facing reason.
+    async fn prepare(
+        &self,
+        build_log: &Path,
+        keep_previous_image: bool,
+    ) -> Result<(LaunchSpec, Option<PythonEnv>), String> {
         let app = &self.app;
-        self.set_status(AppStatus::Building, None).await;
         logged(
             self.context
                 .store
@@ -727,7 +836,10 @@ impl Supervisor {
         std::fs::create_dir_all(&app_logs)
             .map_err(|e| format!("cannot create {}: {e}", app_logs.display()))?;
         if app.spec.runtime == RuntimeKind::Docker {
-            return self.prepare_image().await.map(|launch| (launch, None));
+            return self
+                .prepare_image(build_log, keep_previous_image)
+                .await
+                .map(|launch| (launch, None));
         }
         let runners = portico_build::install_runners(&self.context.runners_dir)
             .map_err(|e| format!("cannot write Portico's runner scripts: {e}"))?;
@@ -737,12 +849,11 @@ impl Supervisor {
                 app.detected.requirements.as_deref(),
             )
             .map_err(|e| e.to_string())?;
-            let build_log = app_logs.join("build.log");
             let started = Instant::now();
             let env = self
                 .context
                 .envs
-                .ensure(&requirements, &app.spec.source, &build_log)
+                .ensure(&requirements, &app.spec.source, build_log)
                 .await
                 .map_err(|e| e.to_string())?;
             self.event(
@@ -775,17 +886,20 @@ impl Supervisor {
 
     /// The image a container app runs: its own, or one built from its folder. A build that
     /// fails leaves the app on the image of its latest release, when there is one.
-    async fn prepare_image(&self) -> Result<LaunchSpec, String> {
+    async fn prepare_image(
+        &self,
+        build_log: &Path,
+        keep_previous_image: bool,
+    ) -> Result<LaunchSpec, String> {
         let spec = &self.app.spec;
         if let Some(image) = &spec.image {
             return Ok(portico_build::image_launch(spec, image));
         }
-        let build_log = self.context.logs_dir.join(self.name()).join("build.log");
         let started = Instant::now();
         let built = match self
             .context
             .images
-            .build(spec, &self.app.detected, &build_log)
+            .build(spec, &self.app.detected, build_log)
             .await
         {
             Ok(built) => {
@@ -797,6 +911,7 @@ impl Supervisor {
                 self.event(None, "image", &message).await;
                 built
             }
+            Err(e) if !keep_previous_image => return Err(e.to_string()),
             Err(e) => {
                 let previous = self.previous_image().await.ok_or_else(|| e.to_string())?;
                 let message = format!(
@@ -861,20 +976,13 @@ impl Supervisor {
         &self,
         launch: &(LaunchSpec, Option<PythonEnv>),
     ) -> Result<i64, String> {
-        let image = launch.0.image.as_ref().map(|i| format!("image {i}"));
-        let environment = launch
-            .1
-            .as_ref()
-            .map(|e| e.digest.as_str())
-            .or(image.as_deref())
-            .unwrap_or("system");
         self.context
             .store
             .release_for(
                 self.name(),
                 self.app.detected.framework,
                 &self.app.detected.entrypoint,
-                environment,
+                &environment_label(launch),
             )
             .await
             .map_err(|e| e.to_string())
@@ -1064,7 +1172,11 @@ impl Supervisor {
         );
         let mut endpoint = Endpoint::new(&id, replica.endpoint);
         endpoint.owner = self.instance.as_ref().map(|i| i.owner.id);
+        endpoint.release = release;
         self.add_endpoint(endpoint);
+        if let Some(first) = &self.first_ready {
+            first.report(Ok(()));
+        }
         logged(
             self.context
                 .store
@@ -1341,6 +1453,16 @@ enum Readiness {
     Exited(Exit),
     TimedOut,
     Shutdown,
+}
+
+/// What a release's build made, as the store records it: the Python environment's digest,
+/// `image <tag>`, or `system` (R, a command).
+fn environment_label(launch: &(LaunchSpec, Option<PythonEnv>)) -> String {
+    match (&launch.1, &launch.0.image) {
+        (Some(env), _) => env.digest.clone(),
+        (None, Some(image)) => format!("image {image}"),
+        (None, None) => "system".to_owned(),
+    }
 }
 
 /// 1s, 2s, 4s, … up to 30s.

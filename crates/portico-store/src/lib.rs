@@ -9,6 +9,7 @@ mod external;
 mod identity;
 mod links;
 mod mfa;
+mod releases;
 mod rows;
 mod sessions;
 mod tokens;
@@ -17,6 +18,7 @@ pub use external::SsoSessionRow;
 pub use identity::{AuditFilter, AuditRow, GroupRow, UserChange, UserRow};
 pub use links::LinkRow;
 pub use mfa::TotpRow;
+pub use releases::{NewRelease, ReleaseRow, ReleaseState};
 pub use rows::{AppRow, EventRow, InstanceOwner, ReplicaRow};
 pub use sessions::{SessionRow, SigningKeyRow};
 pub use tokens::{TokenListing, TokenRow};
@@ -194,50 +196,6 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
-    }
-
-    /// Returns the release for this (framework, entrypoint, environment), adding it when the
-    /// app's latest release differs.
-    pub async fn release_for(
-        &self,
-        app: &str,
-        framework: Framework,
-        entrypoint: &str,
-        environment: &str,
-    ) -> Result<i64> {
-        let latest: Option<(i64, String, String, String)> = sqlx::query_as(
-            "SELECT id, framework, entrypoint, environment FROM releases WHERE app = ? ORDER BY id DESC LIMIT 1",
-        )
-        .bind(app)
-        .fetch_optional(&self.pool)
-        .await?;
-        if let Some((id, f, e, env)) = latest {
-            if f == framework.config_name() && e == entrypoint && env == environment {
-                return Ok(id);
-            }
-        }
-        let (id,): (i64,) = sqlx::query_as(
-            "INSERT INTO releases (app, framework, entrypoint, environment, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(app)
-        .bind(framework.config_name())
-        .bind(entrypoint)
-        .bind(environment)
-        .bind(now())
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(id)
-    }
-
-    /// The environment (or image) of an app's latest release, if it has one.
-    pub async fn latest_environment(&self, app: &str) -> Result<Option<String>> {
-        let latest: Option<(String,)> = sqlx::query_as(
-            "SELECT environment FROM releases WHERE app = ? ORDER BY id DESC LIMIT 1",
-        )
-        .bind(app)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(latest.map(|(environment,)| environment))
     }
 
     pub async fn insert_replica(&self, replica: &ReplicaRow) -> Result<()> {

@@ -123,3 +123,60 @@ async fn a_saml_assertion_is_accepted_once_per_provider_until_it_expires() {
         .await
         .unwrap());
 }
+
+#[tokio::test]
+async fn deployed_releases_are_numbered_and_one_is_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).await.unwrap();
+    let first = store
+        .release_for("sales", Framework::Dash, "app.py", "env-1")
+        .await
+        .unwrap();
+    let new = NewRelease {
+        app: "sales",
+        origin: "upload",
+        framework: Framework::Dash,
+        entrypoint: "app.py",
+        source_dir: "/data/releases/sales/2",
+        commit_id: None,
+        deployed_by: "ada@example.com",
+        build_log: "/data/releases/sales/2/build.log",
+    };
+    let second = store.add_release(&new).await.unwrap();
+    assert_eq!(second.number, 2);
+    assert_eq!(second.state, ReleaseState::Queued);
+    assert_eq!(store.add_release(&new).await.unwrap().number, 3);
+    assert_eq!(store.add_release(&new).await.unwrap().number, 4);
+    store
+        .set_release_state(second.id, ReleaseState::Starting, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.live_release("sales").await.unwrap().unwrap().id,
+        first
+    );
+    store
+        .set_release_environment(second.id, "env-2")
+        .await
+        .unwrap();
+    store.make_live(second.id).await.unwrap();
+    let live = store.live_release("sales").await.unwrap().unwrap();
+    assert_eq!((live.number, live.environment.as_str()), (2, "env-2"));
+    let listed = store.releases("sales").await.unwrap();
+    let states: Vec<_> = listed.iter().map(|r| (r.number, r.state)).collect();
+    assert_eq!(
+        states,
+        [
+            (4, ReleaseState::Queued),
+            (3, ReleaseState::Queued),
+            (2, ReleaseState::Live),
+            (1, ReleaseState::Superseded)
+        ]
+    );
+    assert_eq!(store.fail_interrupted_releases().await.unwrap(), 2);
+    let third = store.release("sales", 3).await.unwrap().unwrap();
+    assert_eq!(third.state, ReleaseState::Failed);
+    assert!(third.reason.unwrap().contains("deploy again"));
+    assert!(store.release("sales", 9).await.unwrap().is_none());
+    assert!(store.live_release("ops").await.unwrap().is_none());
+}

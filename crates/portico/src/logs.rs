@@ -44,7 +44,16 @@ async fn print(
     let build_log = data_dir.join("logs").join(app).join("build.log");
     let current = || async {
         if build {
-            return Some(build_log.clone());
+            // The newest deploy's log (its release may still be building, or have failed),
+            // else the build of the app's folder in the config.
+            let deployed = store
+                .releases(app)
+                .await
+                .ok()
+                .and_then(|releases| releases.into_iter().find_map(|r| r.build_log))
+                .map(PathBuf::from)
+                .filter(|p| p.is_file());
+            return Some(deployed.unwrap_or_else(|| build_log.clone()));
         }
         let newest = store.replicas(app, 1).await.ok()?.into_iter().next();
         newest

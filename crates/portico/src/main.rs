@@ -6,6 +6,7 @@ mod apps;
 mod check;
 mod config_path;
 mod control;
+mod deploy_cli;
 mod instance_lock;
 mod logs;
 mod output;
@@ -96,6 +97,40 @@ enum Command {
         #[command(subcommand)]
         command: tokens_cli::TokensCommand,
     },
+    /// Deploy a folder as a new release of an app: pack it (honouring .gitignore and
+    /// .porticoignore), upload it, show the build, and wait until the release is live.
+    /// Sessions on the running release are not cut off.
+    Deploy {
+        /// The app's folder.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// The app to deploy to. Default: the folder's name.
+        #[arg(long)]
+        app: Option<String>,
+        /// Return once the upload is accepted, without following the build.
+        #[arg(long)]
+        no_wait: bool,
+        #[command(flatten)]
+        connection: deploy_cli::Connection,
+    },
+    /// List an app's releases: who deployed what, when, and how each went.
+    Releases {
+        app: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        connection: deploy_cli::Connection,
+    },
+    /// Serve an earlier release again: RELEASE, or the one before the live one.
+    Rollback {
+        app: String,
+        release: Option<i64>,
+        /// Return once the rollback is accepted.
+        #[arg(long)]
+        no_wait: bool,
+        #[command(flatten)]
+        connection: deploy_cli::Connection,
+    },
     /// Show the audit log: account and group changes, and (with sign-in) sign-ins and refusals.
     Audit {
         /// How many of the newest entries.
@@ -137,6 +172,23 @@ fn main() -> ExitCode {
             Command::Audit { limit, json } => accounts_cli::audit(config, limit, json).await,
             Command::Keys { command } => accounts_cli::keys(config, command).await,
             Command::Tokens { command } => tokens_cli::run(config, command).await,
+            Command::Deploy {
+                dir,
+                app,
+                no_wait,
+                connection,
+            } => deploy_cli::deploy(config, dir, app, no_wait, connection).await,
+            Command::Releases {
+                app,
+                json,
+                connection,
+            } => deploy_cli::releases(config, app, json, connection).await,
+            Command::Rollback {
+                app,
+                release,
+                no_wait,
+                connection,
+            } => deploy_cli::rollback(config, app, release, no_wait, connection).await,
         }
     })
 }

@@ -217,9 +217,9 @@ impl Reloader {
                 }
                 Some(before) => {
                     if route_differs(before, app, &live.config.limits, limits) {
-                        outcome
-                            .applied
-                            .push(format!("app \"{name}\": new access, address or size rules"));
+                        outcome.applied.push(format!(
+                            "app \"{name}\": new access, owners, address or size rules"
+                        ));
                         if before.spec.title != app.spec.title {
                             retitled.push((name, &app.spec.title));
                         }
@@ -267,6 +267,7 @@ impl Reloader {
                             route.status = running.status.clone();
                             route.mount = running.mount;
                             route.endpoints = running.endpoints.clone();
+                            route.current_release = running.current_release;
                             // The supervisor listens on it.
                             route.demand = running.demand.clone();
                         }
@@ -309,7 +310,9 @@ pub fn app_route(app: &PreparedApp, limits: &LimitsConfig, urls: &PublicUrls) ->
         status: AppStatus::Building,
         mount: MountStyle::Root,
         endpoints: Arc::from(Vec::new()),
+        current_release: 0,
         access: Arc::new(spec.access.clone()),
+        owners: Arc::new(spec.owners.clone()),
         firewall: Arc::new(spec.firewall.clone()),
         max_body_bytes: spec.max_body_bytes.unwrap_or(limits.max_body_bytes),
         frame_policy: urls
@@ -369,6 +372,7 @@ fn runs_differently(old: &PreparedApp, new: &PreparedApp) -> bool {
     old_spec.title.clone_from(&new_spec.title);
     old_spec.description.clone_from(&new_spec.description);
     old_spec.access = new_spec.access.clone();
+    old_spec.owners = new_spec.owners.clone();
     old_spec.firewall = new_spec.firewall.clone();
     old_spec.max_body_bytes = new_spec.max_body_bytes;
     old_spec
@@ -389,6 +393,7 @@ fn route_differs(
     a.title != b.title
         || a.description != b.description
         || a.access != b.access
+        || a.owners != b.owners
         || a.firewall != b.firewall
         || a.frame_ancestors != b.frame_ancestors
         || a.start_wait() != b.start_wait()
@@ -433,6 +438,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
         ),
         ("[build]", old.build != new.build),
         ("[fleet]", old.fleet != new.fleet),
+        ("[deploy]", old.deploy != new.deploy),
         ("[auth]", old.auth != new.auth),
         ("[smtp]", old.smtp != new.smtp),
         ("[tls] on or off", old.tls.is_some() != new.tls.is_some()),
@@ -498,6 +504,7 @@ mod tests {
         let limits = LimitsConfig::default();
         for rules in [
             "access = \"public\"",
+            "owners = { groups = [\"analysts\"] }",
             "title = \"Sales 2026\"",
             "firewall = { deny = [\"10.0.0.0/8\"] }",
             "max_body_bytes = 1024",

@@ -11,7 +11,9 @@ use portico_console::ConsoleState;
 use portico_core::{AcmeChallenge, PublicUrls, RouteTable};
 use portico_edge::acme::Challenges;
 use portico_edge::{Edge, EdgeOptions, ListenerKind, ListenerSettings, UpstreamTimeouts};
-use portico_fleet::{process::recover_orphans, DockerRuntime, Fleet, ProcessRuntime, Runtimes};
+use portico_fleet::{
+    process::recover_orphans, Deployments, DockerRuntime, Fleet, ProcessRuntime, Runtimes,
+};
 use portico_identity::sso::ldap::LdapProvider;
 use portico_identity::sso::oidc::OidcProvider;
 use portico_identity::sso::saml::SamlProvider;
@@ -166,6 +168,18 @@ async fn serve(validated: Validated) -> Result<(), String> {
         )),
         docker,
     };
+    let interrupted = store
+        .fail_interrupted_releases()
+        .await
+        .map_err(|e| e.to_string())?;
+    if interrupted > 0 {
+        tracing::warn!("{interrupted} deploy(s) were under way when Portico stopped; marked failed, deploy them again");
+    }
+    let deployments = Arc::new(Deployments::new(
+        store.clone(),
+        &data_dir,
+        config.deploy.clone(),
+    ));
     let fleet = Fleet::start(
         apps.clone(),
         inherited,
@@ -177,6 +191,7 @@ async fn serve(validated: Validated) -> Result<(), String> {
         config.fleet.clone(),
         urls.clone(),
         &data_dir,
+        deployments.clone(),
     );
 
     let accounts = Accounts::new(store.clone());
@@ -256,6 +271,8 @@ async fn serve(validated: Validated) -> Result<(), String> {
         saml,
         sso_flows: Default::default(),
         secrets: secrets.clone(),
+        tokens: portico_identity::ApiTokens::new(store.clone()),
+        deployments,
     }));
     let sticky_key = secrets.subkey("sticky replica cookies");
     portico_identity::sso::refresh::spawn(store.clone(), secrets, oidc);

@@ -30,6 +30,9 @@ pub struct ConfigFile {
     /// `[drives.<name>]`: team drives apps may mount.
     #[serde(default)]
     pub drives: BTreeMap<String, super::volumes::RawDrive>,
+    /// `[deploy]`: uploads, draining and kept releases.
+    #[serde(default)]
+    pub deploy: super::deploy::RawDeploy,
     #[serde(default)]
     pub apps: Vec<App>,
 }
@@ -185,6 +188,8 @@ pub struct App {
     /// `"public"`, `"signed-in"` or `{ users = […], groups = […] }`; checked in validation
     /// so that a wrong shape gets a precise message.
     pub access: Option<toml::Value>,
+    /// `{ users = […], groups = […] }`: who may deploy it besides admins.
+    pub owners: Option<toml::Value>,
     /// `{ allow = [...], deny = [...] }`: who may reach this app, by address.
     pub firewall: Option<IpLists>,
     /// Overrides `[limits] max_body_bytes` for this app (uploads).

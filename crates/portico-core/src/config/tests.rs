@@ -640,3 +640,61 @@ fn bad_volumes_and_drives_each_name_the_key_and_the_fix() {
     );
     assert!(message.contains("apps[0].env.PORTICO_DATA"), "{message}");
 }
+
+#[test]
+fn deploy_settings_and_owners_are_read_and_bad_ones_say_what_to_write() {
+    let (_dir, path) = workspace();
+    let config = Config::parse(
+        &path,
+        "[deploy]\ndrain_timeout_secs = 60\nkeep_releases = 2\n[[apps]]\nname = \"a\"\nsource = \"app\"\nowners = { users = [\"Ada@Example.com\"], groups = [\"analysts\"] }\n",
+    )
+    .unwrap();
+    assert_eq!(config.deploy.drain_timeout, Duration::from_secs(60));
+    assert_eq!(config.deploy.keep_releases, 2);
+    assert_eq!(config.deploy.max_upload_bytes, 256 * 1024 * 1024);
+    let owners = &config.apps[0].owners;
+    assert_eq!(owners.users, ["ada@example.com"]);
+    assert_eq!(owners.groups, ["analysts"]);
+    let user = |email: &str, groups: &[&str], admin| crate::User {
+        id: 1,
+        email: email.into(),
+        display_name: String::new(),
+        groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+        admin,
+    };
+    assert!(owners.may_deploy(&user("ada@example.com", &[], false)));
+    assert!(owners.may_deploy(&user("bob@example.com", &["analysts"], false)));
+    assert!(owners.may_deploy(&user("root@example.com", &[], true)));
+    assert!(!owners.may_deploy(&user("eve@example.com", &["sales"], false)));
+
+    let app = "[[apps]]\nname = \"a\"\nsource = \"app\"\n";
+    let cases = [
+        (
+            "[deploy]\nmax_upload_bytes = 10\n",
+            "deploy.max_upload_bytes = 10 is too small",
+        ),
+        (
+            "[deploy]\nmax_upload_bytes = 4096\nmax_unpacked_bytes = 2048\n",
+            "deploy.max_unpacked_bytes = 2048 is smaller than deploy.max_upload_bytes",
+        ),
+        (
+            "[deploy]\ndrain_timeout_secs = 99999999\n",
+            "deploy.drain_timeout_secs = 99999999 is more than a week",
+        ),
+        (
+            "[deploy]\nkeep_releases = 1000\n",
+            "deploy.keep_releases = 1000 is out of range",
+        ),
+        ("[deploy]\nkeep = 3\n", "unknown field `keep`"),
+    ];
+    for (deploy, expected) in cases {
+        let message = errors(&format!("{deploy}{app}"));
+        assert!(message.contains(expected), "{deploy}: {message}");
+    }
+    let owners = |value: &str| errors(&format!("{app}owners = {value}\n"));
+    assert!(owners("\"analysts\"").contains("apps[0].owners: has the wrong type; write { users"));
+    assert!(
+        owners("{ teams = [\"x\"] }").contains("apps[0].owners.teams is not part of the owners")
+    );
+    assert!(owners("{ users = [\"ada\"] }").contains("\"ada\" is not an e-mail address"));
+}

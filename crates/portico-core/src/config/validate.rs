@@ -47,6 +47,7 @@ pub fn validate(raw: raw::ConfigFile, base: &Path) -> Result<Config, Vec<Problem
     let profiles = super::instances::profiles(raw.profiles, &mut problems);
     let docker = super::containers::docker(raw.docker, base, &mut problems);
     let drives = super::volumes::drives(raw.drives, &mut problems);
+    let deploy = super::deploy::deploy(raw.deploy, &mut problems);
     let apps = apps(
         raw.apps,
         base,
@@ -68,6 +69,7 @@ pub fn validate(raw: raw::ConfigFile, base: &Path) -> Result<Config, Vec<Problem
             limits,
             docker,
             drives,
+            deploy,
             apps,
         })
     } else {
@@ -387,38 +389,7 @@ fn access(key: &str, value: Option<&toml::Value>, problems: &mut Vec<Problem>) -
             Access::SignedIn
         }
         Some(toml::Value::Table(table)) => {
-            let mut users = Vec::new();
-            let mut groups = Vec::new();
-            for (name, list) in table {
-                let target = match name.as_str() {
-                    "users" => &mut users,
-                    "groups" => &mut groups,
-                    other => {
-                        problems.push(Problem::new(
-                            format!("{key}.{other}"),
-                            format!("is not part of an access rule; {fix}"),
-                        ));
-                        continue;
-                    }
-                };
-                let Some(items) = list.as_array() else {
-                    problems.push(Problem::new(
-                        format!("{key}.{name}"),
-                        "must be a list of strings, e.g. [\"sales\"]",
-                    ));
-                    continue;
-                };
-                for item in items {
-                    match item.as_str() {
-                        Some(text) if name == "users" && !text.contains('@') => problems.push(Problem::new(
-                            format!("{key}.users"),
-                            format!("\"{text}\" is not an e-mail address; users are named by e-mail"),
-                        )),
-                        Some(text) => target.push(if name == "users" { text.trim().to_lowercase() } else { text.trim().to_owned() }),
-                        None => problems.push(Problem::new(format!("{key}.{name}"), "must be a list of strings")),
-                    }
-                }
-            }
+            let (users, groups) = people(key, table, "an access rule", fix, problems);
             if users.is_empty()
                 && groups.is_empty()
                 && !problems.iter().any(|p| p.key.starts_with(key))
@@ -432,6 +403,59 @@ fn access(key: &str, value: Option<&toml::Value>, problems: &mut Vec<Problem>) -
             Access::SignedIn
         }
     }
+}
+
+/// Reads `{ users = [...], groups = [...] }` (users by e-mail, lowercased), part of `what`
+/// (an access rule, the owners); `fix` is said for a key that is neither.
+pub(super) fn people(
+    key: &str,
+    table: &toml::value::Table,
+    what: &str,
+    fix: &str,
+    problems: &mut Vec<Problem>,
+) -> (Vec<String>, Vec<String>) {
+    let mut users = Vec::new();
+    let mut groups = Vec::new();
+    for (name, list) in table {
+        let target = match name.as_str() {
+            "users" => &mut users,
+            "groups" => &mut groups,
+            other => {
+                problems.push(Problem::new(
+                    format!("{key}.{other}"),
+                    format!("is not part of {what}; {fix}"),
+                ));
+                continue;
+            }
+        };
+        let Some(items) = list.as_array() else {
+            problems.push(Problem::new(
+                format!("{key}.{name}"),
+                "must be a list of strings, e.g. [\"sales\"]",
+            ));
+            continue;
+        };
+        for item in items {
+            match item.as_str() {
+                Some(text) if name == "users" && !text.contains('@') => {
+                    problems.push(Problem::new(
+                        format!("{key}.users"),
+                        format!("\"{text}\" is not an e-mail address; users are named by e-mail"),
+                    ))
+                }
+                Some(text) => target.push(if name == "users" {
+                    text.trim().to_lowercase()
+                } else {
+                    text.trim().to_owned()
+                }),
+                None => problems.push(Problem::new(
+                    format!("{key}.{name}"),
+                    "must be a list of strings",
+                )),
+            }
+        }
+    }
+    (users, groups)
 }
 
 fn apps(
@@ -574,6 +598,7 @@ fn apps(
         }
 
         let access = access(&key("access"), app.access.as_ref(), problems);
+        let owners = super::deploy::owners(&key("owners"), app.owners.as_ref(), problems);
         let lists = app.firewall.unwrap_or_default();
         let firewall = IpRules {
             allow: nets(&key("firewall.allow"), &lists.allow, problems),
@@ -598,6 +623,7 @@ fn apps(
         );
         apps.push(AppSpec {
             access,
+            owners,
             firewall,
             scale,
             per_user,

@@ -3,7 +3,9 @@
 //! The person's home (a volume: `<data dir>/homes/<user id>` for the process runtime)
 //! outlives every instance.
 
+use super::rollout::{Release, Rollouts};
 use super::{Adopted, OwnedInstance, Slot, Supervisor, SCALE_TICK};
+use crate::deploy::Rollout;
 use crate::runtime::InstanceSpec;
 use portico_build::LaunchSpec;
 use portico_core::routes::RECENT_WINDOWS;
@@ -26,13 +28,16 @@ struct Running {
 impl Supervisor {
     /// Runs the app's private instances until shutdown: starts one for each person whose
     /// request waits (within the limits), culls idle ones, and forgets those that ended.
+    /// A deployed release goes live once built: new instances start on it.
     pub(super) async fn serve_owners(
         &self,
-        launch: &LaunchSpec,
-        release: i64,
+        release: Release,
         rules: &PerUserSpec,
         adopted: Vec<Adopted>,
+        deploys: &mut tokio::sync::mpsc::Receiver<Rollout>,
     ) {
+        let mut serving = release;
+        let (mut rollout, mut built) = Rollouts::new();
         let demand = self.demand();
         let mut running: HashMap<i64, Running> = HashMap::new();
         for Adopted { replica, owner } in adopted {
@@ -48,7 +53,12 @@ impl Supervisor {
                         },
                         owner: owner.clone(),
                     };
-                    let slot = self.spawn_owned_slot(launch, release, instance, Some(replica));
+                    let slot = serving.sup.spawn_owned_slot(
+                        &serving.launch,
+                        serving.id,
+                        instance,
+                        Some(replica),
+                    );
                     running.insert(
                         owner.id,
                         Running {
@@ -74,10 +84,22 @@ impl Supervisor {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut window_started = Instant::now();
         loop {
+            let mut finished = None;
             tokio::select! {
                 _ = stop.wait_for(|stop| *stop) => break,
                 _ = tick.tick() => {}
                 _ = demand.wanted() => {}
+                Some(next) = deploys.recv(), if rollout.is_idle() => {
+                    self.begin_build(next, &mut rollout);
+                }
+                Some(done) = built.recv() => finished = Some(done),
+            }
+            // Awaited outside `select!`, whose branch outputs (a watch guard) are not Send.
+            if let Some(done) = finished {
+                Supervisor::settle_build(&mut rollout);
+                if let Some(release) = self.instance_release_built(done).await {
+                    serving = release;
+                }
             }
             if window_started.elapsed() >= rules.idle_timeout / RECENT_WINDOWS as u32 {
                 self.forget_oldest_clients();
@@ -99,7 +121,12 @@ impl Supervisor {
                 }
                 match self.admit(&user, rules, running.len()) {
                     Ok(instance) => {
-                        let slot = self.spawn_owned_slot(launch, release, instance, None);
+                        let slot = serving.sup.spawn_owned_slot(
+                            &serving.launch,
+                            serving.id,
+                            instance,
+                            None,
+                        );
                         running.insert(
                             user.id,
                             Running {
@@ -140,6 +167,8 @@ impl Supervisor {
             }
             while retired.try_join_next().is_some() {}
         }
+        // A build in progress fails; per-user rollouts start no slots of their own.
+        let _ = self.end_rollouts(&mut rollout).await;
         for instance in running.values() {
             let _ = instance.slot.stop.send(true);
         }
@@ -214,7 +243,7 @@ impl Supervisor {
     ) -> Slot {
         let mut owned = self.clone();
         owned.instance = Some(Arc::new(instance));
-        owned.spawn_slot(launch, release, adopted)
+        owned.spawn_slot(launch, release, adopted, None)
     }
 
     /// Frees an ended instance's places in the global and per-person counts.

@@ -1,0 +1,452 @@
+//! Push to deploy, as an analyst lives it: `portico deploy` ships a new version of a real
+//! Dash dashboard while someone is using the old one. Their open WebSocket and their
+//! sticky session stay on the old replica; new sessions get the new version; the old
+//! replica goes once the last session on it has ended. A broken version never replaces a
+//! working one, rollback serves an earlier release again, and neither a token without
+//! rights nor a malicious archive gets anywhere.
+
+use futures_util::{SinkExt, StreamExt};
+use portico_testkit::{eventually, fixtures_dir, AppConfig, Portico, PorticoConfig};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+const BIN: &str = env!("CARGO_BIN_EXE_portico");
+const APP: &str = "board";
+
+/// A copy of the versioned Dash fixture that says `version`.
+fn version(parent: &Path, version: &str) -> PathBuf {
+    let dir = parent.join(version);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fixture = fixtures_dir().join("versioned-dash");
+    for file in ["app.py", "requirements.txt"] {
+        std::fs::copy(fixture.join(file), dir.join(file)).unwrap();
+    }
+    std::fs::write(dir.join("VERSION"), format!("{version}\n")).unwrap();
+    dir
+}
+
+/// A token for `email`, made with the CLI (printed once).
+fn token(portico: &Portico, email: &str, scope: &str) -> String {
+    let made = portico.cli(&[
+        "tokens", "create", email, "--name", "test", "--scope", scope,
+    ]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    String::from_utf8_lossy(&made.stdout)
+        .split_whitespace()
+        .find(|w| w.starts_with("portico_"))
+        .expect("the token is printed")
+        .to_owned()
+}
+
+/// Runs a deploy command (`deploy DIR`, `rollback`, …) as the holder of `token`.
+fn as_holder(portico: &Portico, token: &str, args: &[&str]) -> Output {
+    portico_testkit::run_cli(
+        Path::new(BIN),
+        &portico.config_path,
+        args,
+        "",
+        &[("PORTICO_TOKEN", token)],
+    )
+}
+
+fn printed(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// What a client with this sticky cookie (or none) sees as the dashboard's version, and the
+/// cookie it is given.
+async fn layout_version(portico: &Portico, cookie: Option<&str>) -> (String, Option<String>) {
+    let mut request = portico
+        .client()
+        .get(format!("{}_dash-layout", portico.app_host_url(APP)));
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let sticky = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("portico_replica_{APP}=")))
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned);
+    let layout = response.text().await.unwrap();
+    let version = ["v1", "v2", "v3"]
+        .into_iter()
+        .find(|v| layout.contains(&format!("Release {v}")))
+        .unwrap_or_else(|| panic!("no version in the layout: {layout}"));
+    (version.to_owned(), sticky)
+}
+
+fn ready_replicas(portico: &Portico) -> Vec<String> {
+    portico
+        .ready_replicas(APP)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
+}
+
+async fn start(dir: &Path) -> Portico {
+    let app = AppConfig::new(APP, version(dir, "v1")).with(
+        // Sessions end 4 s after their last request (the drain waits for that).
+        "owners = { groups = [\"analysts\"] }\nscale = { idle_timeout_secs = 4 }",
+    );
+    let portico = Portico::start(BIN, PorticoConfig::default().with_app(app)).await;
+    portico.add_user("ada@example.com", "a-long-enough-password-1", &["analysts"]);
+    portico.add_user("bob@example.com", "a-long-enough-password-2", &[]);
+    portico
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deploy_reaches_new_sessions_while_an_open_session_stays_on_its_release_until_it_ends() {
+    let work = tempfile::tempdir().unwrap();
+    let portico = start(work.path()).await;
+    let ada = token(&portico, "ada@example.com", "deploy");
+
+    // Someone is using release 1: a sticky session with a live WebSocket.
+    let (seen, cookie) = layout_version(&portico, None).await;
+    assert_eq!(seen, "v1");
+    let cookie = cookie.expect("the first visit gets a sticky cookie");
+    let mut request = format!("ws://{APP}.localhost:{}/ws", portico.port)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("cookie", cookie.parse().unwrap());
+    let mut socket = open_websocket_with(portico.port, request).await;
+    assert_eq!(echo(&mut socket, "hello").await, "v1: hello");
+    let old_replicas = ready_replicas(&portico);
+    assert_eq!(old_replicas.len(), 1);
+
+    let v2 = version(work.path(), "v2");
+    let deployed = as_holder(
+        &portico,
+        &ada,
+        &["deploy", v2.to_str().unwrap(), "--app", APP],
+    );
+    let output = printed(&deployed);
+    assert!(deployed.status.success(), "{output}");
+    assert!(output.contains("Release 2 of board is live"), "{output}");
+    assert!(
+        output.contains("Building release 2"),
+        "the build log is shown: {output}"
+    );
+
+    // The open session still works, on release 1.
+    assert_eq!(echo(&mut socket, "still there?").await, "v1: still there?");
+    assert_eq!(layout_version(&portico, Some(&cookie)).await.0, "v1");
+    // A new session gets release 2.
+    let (fresh, _) = layout_version(&portico, None).await;
+    assert_eq!(fresh, "v2");
+    let replicas = ready_replicas(&portico);
+    assert_eq!(replicas.len(), 2, "the old replica drains: {replicas:?}");
+
+    // The session ends; the old replica goes, the new one stays.
+    socket.close(None).await.unwrap();
+    drop(socket);
+    let remaining = eventually(
+        "the release 1 replica to stop once its last session ended",
+        Duration::from_secs(60),
+        || async {
+            let replicas = ready_replicas(&portico);
+            (replicas.len() == 1 && !replicas.contains(&old_replicas[0])).then_some(replicas)
+        },
+    )
+    .await;
+    assert_eq!(layout_version(&portico, None).await.0, "v2");
+    assert!(!remaining.contains(&old_replicas[0]));
+
+    let listed = printed(&as_holder(&portico, &ada, &["releases", APP]));
+    assert!(listed.contains("live"), "{listed}");
+    assert!(listed.contains("ada@example.com"), "{listed}");
+    let audit = portico.cli(&["audit", "--json"]);
+    let actions = portico_testkit::audit_actions(&audit.stdout);
+    assert!(actions.contains(&"app.deploy".to_owned()), "{actions:?}");
+}
+
+async fn open_websocket_with(
+    port: u16,
+    request: tokio_tungstenite::tungstenite::handshake::client::Request,
+) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (socket, response) = tokio_tungstenite::client_async(request, tcp)
+        .await
+        .expect("the WebSocket opens through Portico");
+    assert_eq!(response.status(), 101);
+    socket
+}
+
+async fn echo(
+    socket: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    text: &str,
+) -> String {
+    socket.send(Message::text(text)).await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(20), socket.next())
+        .await
+        .expect("the dashboard answers")
+        .expect("the socket is open")
+        .expect("a message");
+    answer.into_text().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_release_leaves_the_live_one_serving_and_rollback_brings_back_an_earlier_one() {
+    let work = tempfile::tempdir().unwrap();
+    let portico = start(work.path()).await;
+    let ada = token(&portico, "ada@example.com", "deploy:board");
+
+    let v2 = version(work.path(), "v2");
+    let deployed = as_holder(
+        &portico,
+        &ada,
+        &["deploy", v2.to_str().unwrap(), "--app", APP],
+    );
+    assert!(deployed.status.success(), "{}", printed(&deployed));
+    assert_eq!(layout_version(&portico, None).await.0, "v2");
+
+    // A version whose requirements cannot be installed.
+    let broken = version(work.path(), "v3");
+    std::fs::copy(
+        fixtures_dir().join("broken-requirements/requirements.txt"),
+        broken.join("requirements.txt"),
+    )
+    .unwrap();
+    let failed = as_holder(
+        &portico,
+        &ada,
+        &["deploy", broken.to_str().unwrap(), "--app", APP],
+    );
+    let output = printed(&failed);
+    assert!(!failed.status.success(), "{output}");
+    assert!(
+        output.contains("portico-missing-package"),
+        "the installer's error is shown: {output}"
+    );
+    assert!(output.contains("did not go live (failed)"), "{output}");
+    assert_eq!(
+        layout_version(&portico, None).await.0,
+        "v2",
+        "release 2 still serves"
+    );
+
+    // Back to release 1 (the app's folder in the config), then to the one before the live.
+    let back = as_holder(&portico, &ada, &["rollback", APP, "1"]);
+    assert!(back.status.success(), "{}", printed(&back));
+    assert_eq!(layout_version(&portico, None).await.0, "v1");
+    let refused = as_holder(&portico, &ada, &["rollback", APP, "3"]);
+    assert!(!refused.status.success());
+    assert!(
+        printed(&refused).contains("it never ran"),
+        "{}",
+        printed(&refused)
+    );
+    let forward = as_holder(&portico, &ada, &["rollback", APP, "2"]);
+    assert!(forward.status.success(), "{}", printed(&forward));
+    assert_eq!(layout_version(&portico, None).await.0, "v2");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_owners_with_a_token_scoped_for_the_app_may_deploy_it() {
+    let work = tempfile::tempdir().unwrap();
+    let portico = start(work.path()).await;
+    let v2 = version(work.path(), "v2");
+    let v2 = v2.to_str().unwrap();
+
+    let bob = token(&portico, "bob@example.com", "deploy");
+    let refused = as_holder(&portico, &bob, &["deploy", v2, "--app", APP]);
+    assert!(!refused.status.success());
+    assert!(
+        printed(&refused).contains("bob@example.com is not an owner of \"board\""),
+        "{}",
+        printed(&refused)
+    );
+
+    let elsewhere = token(&portico, "ada@example.com", "deploy:sales");
+    let refused = as_holder(&portico, &elsewhere, &["deploy", v2, "--app", APP]);
+    assert!(printed(&refused).contains("this token may not deploy \"board\""));
+
+    let nobody = as_holder(
+        &portico,
+        "portico_not-a-real-token",
+        &["deploy", v2, "--app", APP],
+    );
+    assert!(
+        printed(&nobody).contains("not valid"),
+        "{}",
+        printed(&nobody)
+    );
+
+    // Straight at the API, without a token and with a session-less browser.
+    let response = portico
+        .client()
+        .post(format!(
+            "{}api/v1/apps/{APP}/releases",
+            portico.portal_url()
+        ))
+        .body("anything")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        layout_version(&portico, None).await.0,
+        "v1",
+        "nothing was deployed"
+    );
+}
+
+/// A gzip-compressed tar with one entry named `name` (any bytes, `..` included), made by
+/// Python's tarfile, which writes what it is told.
+fn archive_with_entry(dir: &Path, name: &str, kind: &str) -> Vec<u8> {
+    let path = dir.join("evil.tar.gz");
+    let script = r#"
+import io, sys, tarfile
+path, name, kind = sys.argv[1:4]
+with tarfile.open(path, "w:gz") as tar:
+    info = tarfile.TarInfo(name)
+    if kind == "symlink":
+        info.type = tarfile.SYMTYPE
+        info.linkname = "/etc"
+        tar.addfile(info)
+    elif kind == "bomb":
+        data = b"\0" * (64 * 1024 * 1024)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    else:
+        data = b"pwned"
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+"#;
+    let made = std::process::Command::new("python3")
+        .args(["-c", script, path.to_str().unwrap(), name, kind])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    std::fs::read(path).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malicious_archives_are_refused_and_write_nothing_outside_the_release() {
+    let work = tempfile::tempdir().unwrap();
+    let app = AppConfig::new(APP, version(work.path(), "v1"))
+        .with("owners = { users = [\"ada@example.com\"] }");
+    let portico = Portico::start(
+        BIN,
+        PorticoConfig {
+            // A bomb: 64 MiB unpacked from a few kilobytes, over this limit.
+            sections: "[deploy]\nmax_upload_bytes = 1048576\nmax_unpacked_bytes = 16777216\n"
+                .into(),
+            ..PorticoConfig::default()
+        }
+        .with_app(app),
+    )
+    .await;
+    portico.add_user("ada@example.com", "a-long-enough-password-1", &[]);
+    let ada = token(&portico, "ada@example.com", "deploy");
+    let cases = [
+        ("../escaped.txt", "file", "refused \"../escaped.txt\""),
+        (
+            "/tmp/portico-absolute.txt",
+            "file",
+            "refused \"/tmp/portico-absolute.txt\"",
+        ),
+        ("link", "symlink", "refused \"link\""),
+        ("zeros.bin", "bomb", "more than 16777216 bytes"),
+    ];
+    for (name, kind, expected) in cases {
+        let archive = archive_with_entry(work.path(), name, kind);
+        let response = portico
+            .client()
+            .post(format!(
+                "{}api/v1/apps/{APP}/releases",
+                portico.portal_url()
+            ))
+            .bearer_auth(&ada)
+            .body(archive)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.unwrap();
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(status.is_client_error(), "{name}: {status} {body}");
+        assert!(error.contains(expected), "{name}: {error}");
+        assert!(error.contains("nothing was deployed"), "{name}: {error}");
+    }
+    assert!(!Path::new("/tmp/portico-absolute.txt").exists());
+    let releases_dir = portico.data_path(&format!("releases/{APP}"));
+    assert!(!releases_dir.join("escaped.txt").exists());
+    assert!(!portico.data_path("releases/escaped.txt").exists());
+    let left: Vec<_> = std::fs::read_dir(&releases_dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name() != ".uploads")
+        .collect();
+    assert!(
+        left.is_empty(),
+        "a refused bundle leaves no release folder: {left:?}"
+    );
+    let uploads: Vec<_> = std::fs::read_dir(releases_dir.join(".uploads"))
+        .unwrap()
+        .collect();
+    assert!(uploads.is_empty(), "nor its upload");
+
+    // Too large an upload is refused before it is read.
+    let response = portico
+        .client()
+        .post(format!(
+            "{}api/v1/apps/{APP}/releases",
+            portico.portal_url()
+        ))
+        .bearer_auth(&ada)
+        .body(vec![0u8; 2 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+
+    // Not a tar.gz, and not an app.
+    let response = portico
+        .client()
+        .post(format!(
+            "{}api/v1/apps/{APP}/releases",
+            portico.portal_url()
+        ))
+        .bearer_auth(&ada)
+        .body("not an archive")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    let empty = work.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    std::fs::write(empty.join("README.md"), "no app here").unwrap();
+    let output = as_holder(
+        &portico,
+        &ada,
+        &["deploy", empty.to_str().unwrap(), "--app", APP],
+    );
+    assert!(!output.status.success());
+    assert!(
+        printed(&output)
+            .contains("cannot tell which framework the app in the uploaded folder uses"),
+        "{}",
+        printed(&output)
+    );
+    assert_eq!(layout_version(&portico, None).await.0, "v1");
+}
