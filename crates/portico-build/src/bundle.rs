@@ -116,6 +116,11 @@ struct Unpacker<'a> {
 
 impl Unpacker<'_> {
     fn entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<(), BundleError> {
+        // A pax global header is metadata for the whole archive (`git archive` puts the
+        // commit id there), not a file.
+        if entry.header().entry_type() == tar::EntryType::XGlobalHeader {
+            return Ok(());
+        }
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let refuse = |why: &str| BundleError::Refused {
             entry: raw.clone(),

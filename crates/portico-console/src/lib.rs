@@ -145,6 +145,7 @@ pub fn router(state: Arc<ConsoleState>) -> axum::Router {
             "/api/v1/apps/{app}/releases/{number}/log",
             get(api::releases::log),
         )
+        .route("/git/{repo}/{*rest}", axum::routing::any(api::git::serve))
         .route(
             "/api/v1/apps/{app}/rollback",
             axum::routing::post(api::releases::rollback),

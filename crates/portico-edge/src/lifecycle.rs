@@ -232,8 +232,10 @@ impl Edge {
             Target::App { route, mode } => (route, mode),
             Target::Portal => {
                 // Every form of Portico's own pages is a sign-in or account action. The API
-                // is not: it takes 256-bit tokens, which no rate of guessing finds.
-                if req.method() == http::Method::POST && !req.uri().path().starts_with("/api/") {
+                // and git are not: they take 256-bit tokens, which no rate of guessing finds.
+                let path = req.uri().path();
+                let token_only = path.starts_with("/api/") || path.starts_with("/git/");
+                if req.method() == http::Method::POST && !token_only {
                     let admitted = self.guards.load().rates.admit_sign_in(peer.ip());
                     if let Err(wait) = admitted {
                         self.refusals.record(

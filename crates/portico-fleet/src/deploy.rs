@@ -133,6 +133,11 @@ impl Deployments {
         Ok(dir.join(format!("{}.tar.gz", release_folder_name())))
     }
 
+    /// Where the apps' git repositories are (`<data dir>/git/<app>.git`).
+    pub fn git_root(&self) -> PathBuf {
+        self.root.parent().unwrap_or(&self.root).join("git")
+    }
+
     /// Where an app's releases are kept.
     pub fn app_dir(&self, app: &str) -> PathBuf {
         self.root.join(app)

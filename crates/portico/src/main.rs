@@ -7,6 +7,7 @@ mod check;
 mod config_path;
 mod control;
 mod deploy_cli;
+mod git_hook;
 mod instance_lock;
 mod logs;
 mod output;
@@ -131,6 +132,9 @@ enum Command {
         #[command(flatten)]
         connection: deploy_cli::Connection,
     },
+    /// The pre-receive hook of the repositories `git push` deploys through (run by git).
+    #[command(hide = true)]
+    GitHook,
     /// Show the audit log: account and group changes, and (with sign-in) sign-ins and refusals.
     Audit {
         /// How many of the newest entries.
@@ -172,6 +176,7 @@ fn main() -> ExitCode {
             Command::Audit { limit, json } => accounts_cli::audit(config, limit, json).await,
             Command::Keys { command } => accounts_cli::keys(config, command).await,
             Command::Tokens { command } => tokens_cli::run(config, command).await,
+            Command::GitHook => git_hook::run(),
             Command::Deploy {
                 dir,
                 app,

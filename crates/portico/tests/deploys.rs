@@ -450,3 +450,105 @@ async fn malicious_archives_are_refused_and_write_nothing_outside_the_release() 
     );
     assert_eq!(layout_version(&portico, None).await.0, "v1");
 }
+
+/// Runs the real git client in `dir`, with no config of the machine's or the user's.
+fn git(dir: &Path, args: &[&str]) -> Output {
+    let home = dir.parent().unwrap().join("git-home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::process::Command::new("git")
+        .args(["-c", "user.email=ada@example.com", "-c", "user.name=Ada"])
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", &home)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn git_push_deploys_and_a_push_that_cannot_build_is_refused_with_the_installers_error() {
+    let work = tempfile::tempdir().unwrap();
+    let portico = start(work.path()).await;
+    let ada = token(&portico, "ada@example.com", "deploy:board");
+    let remote = |token: &str| {
+        format!(
+            "http://git:{token}@localhost:{}/git/{APP}.git",
+            portico.port
+        )
+    };
+
+    let repo = version(work.path(), "v2");
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["add", "-A"],
+        &["commit", "-qm", "v2"],
+    ] {
+        assert!(git(&repo, args).status.success());
+    }
+    let pushed = git(&repo, &["push", &remote(&ada), "main"]);
+    let output = printed(&pushed);
+    assert!(pushed.status.success(), "{output}");
+    assert!(
+        output.contains("remote: Building release 2 (dash)"),
+        "{output}"
+    );
+    assert!(output.contains("Release 2 of board is live"), "{output}");
+    assert_eq!(layout_version(&portico, None).await.0, "v2");
+    let listed = printed(&as_holder(&portico, &ada, &["releases", APP]));
+    let commit = String::from_utf8_lossy(&git(&repo, &["rev-parse", "HEAD"]).stdout)
+        .trim()
+        .to_owned();
+    assert!(
+        listed.contains(&commit[..10]),
+        "the commit is recorded: {listed}"
+    );
+
+    // A commit whose requirements cannot be installed: the push is refused, v2 serves on.
+    std::fs::write(repo.join("VERSION"), "v3\n").unwrap();
+    std::fs::copy(
+        fixtures_dir().join("broken-requirements/requirements.txt"),
+        repo.join("requirements.txt"),
+    )
+    .unwrap();
+    assert!(git(&repo, &["commit", "-qam", "v3, broken"])
+        .status
+        .success());
+    let refused = git(&repo, &["push", &remote(&ada), "main"]);
+    let output = printed(&refused);
+    assert!(!refused.status.success(), "{output}");
+    assert!(
+        output.contains("portico-missing-package"),
+        "the installer's error: {output}"
+    );
+    assert!(output.contains("pre-receive hook declined"), "{output}");
+    assert_eq!(layout_version(&portico, None).await.0, "v2");
+
+    // Neither a non-owner nor a token scoped for another app may push.
+    let bob = token(&portico, "bob@example.com", "deploy");
+    let output = printed(&git(&repo, &["push", &remote(&bob), "main"]));
+    assert!(
+        output.contains("bob@example.com is not an owner of \"board\""),
+        "{output}"
+    );
+    let elsewhere = token(&portico, "ada@example.com", "deploy:sales");
+    let output = printed(&git(&repo, &["push", &remote(&elsewhere), "main"]));
+    assert!(
+        output.contains("this token may not deploy \"board\""),
+        "{output}"
+    );
+    let output = printed(&git(
+        &repo,
+        &[
+            "push",
+            &format!("http://localhost:{}/git/{APP}.git", portico.port),
+            "main",
+        ],
+    ));
+    assert!(!output.contains("Release"), "{output}");
+    assert_eq!(
+        layout_version(&portico, None).await.0,
+        "v2",
+        "nothing else was deployed"
+    );
+}

@@ -256,3 +256,21 @@ fn pack_leaves_out_what_is_ignored_and_gives_the_same_bytes_twice() {
         "a,b\n"
     );
 }
+
+#[test]
+fn a_pax_global_header_is_metadata_not_a_file() {
+    // What `git archive` writes first: the commit id, for the whole archive.
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = archive(&[
+        Raw {
+            name: "pax_global_header",
+            kind: tar::EntryType::XGlobalHeader,
+            link: "",
+            data: b"52 comment=0123456789abcdef0123456789abcdef01234567\n",
+        },
+        file("app.py", b"print('hi')\n"),
+    ]);
+    let unpacked = unpack(bundle.as_slice(), dir.path(), &Limits::default()).unwrap();
+    assert_eq!(unpacked.files, 1);
+    assert!(!dir.path().join("pax_global_header").exists());
+}

@@ -5,6 +5,7 @@
 //! JSON, errors included (`{"error": "…"}`, a sentence saying what to do), except a build
 //! log, which is text.
 
+pub mod git;
 pub mod releases;
 
 use crate::ConsoleState;

@@ -247,25 +247,12 @@ pub async fn log(
         let bytes = tokio::fs::read(&path).await.unwrap_or_default();
         return Ok(text(Body::from(bytes)));
     }
-    let deadline = tokio::time::Instant::now() + FOLLOW_AT_MOST;
     // A rollback follows what its build adds to a log that already holds earlier builds.
     let offset = match query.from.as_deref() {
         Some("end") => tokio::fs::metadata(&path).await.map_or(0, |m| m.len()),
         _ => 0,
     };
-    let tail = LogTail {
-        state: state.clone(),
-        app,
-        number,
-        path,
-        offset,
-        done: false,
-        deadline,
-    };
-    let stream = futures_util::stream::unfold(tail, |mut tail| async move {
-        let chunk = tail.next_chunk().await?;
-        Some((Ok::<_, std::io::Error>(chunk), tail))
-    });
+    let stream = follow_log(state.clone(), app, number, path, offset).map(Ok::<_, std::io::Error>);
     Ok(text(Body::from_stream(stream)))
 }
 
@@ -280,6 +267,29 @@ fn text(body: Body) -> Response {
         header::HeaderValue::from_static("no-store"),
     );
     response
+}
+
+/// A release's build log from `offset`, as it is written, until its deploy is over.
+pub(crate) fn follow_log(
+    state: Arc<ConsoleState>,
+    app: String,
+    number: i64,
+    path: std::path::PathBuf,
+    offset: u64,
+) -> impl futures_util::Stream<Item = bytes::Bytes> {
+    let tail = LogTail {
+        state,
+        app,
+        number,
+        path,
+        offset,
+        done: false,
+        deadline: tokio::time::Instant::now() + FOLLOW_AT_MOST,
+    };
+    futures_util::stream::unfold(tail, |mut tail| async move {
+        let chunk = tail.next_chunk().await?;
+        Some((chunk, tail))
+    })
 }
 
 /// A build log being followed: read from `offset` until the release settles and the file
@@ -381,7 +391,13 @@ pub async fn rollback(
     Ok((StatusCode::ACCEPTED, Json(ReleaseView::of(&state, release))).into_response())
 }
 
-async fn audit(state: &ConsoleState, actor: &str, action: &str, app: &str, detail: &str) {
+pub(crate) async fn audit(
+    state: &ConsoleState,
+    actor: &str,
+    action: &str,
+    app: &str,
+    detail: &str,
+) {
     if let Err(e) = state
         .accounts
         .store()

@@ -14,6 +14,7 @@ pub struct RawDeploy {
     pub max_unpacked_bytes: Option<u64>,
     pub drain_timeout_secs: Option<u64>,
     pub keep_releases: Option<u32>,
+    pub branch: Option<String>,
 }
 
 /// `[deploy]`.
@@ -29,6 +30,8 @@ pub struct DeployConfig {
     /// Earlier releases kept ready to roll back to (their files; environments and images
     /// are shared by content); older ones are pruned.
     pub keep_releases: u32,
+    /// The branch whose pushes (`git push portico main`) are deployed.
+    pub branch: String,
 }
 
 impl Default for DeployConfig {
@@ -38,6 +41,7 @@ impl Default for DeployConfig {
             max_unpacked_bytes: 1024 * 1024 * 1024,
             drain_timeout: Duration::from_secs(3600),
             keep_releases: 5,
+            branch: "main".to_owned(),
         }
     }
 }
@@ -79,11 +83,27 @@ pub(super) fn deploy(raw: RawDeploy, problems: &mut Vec<Problem>) -> DeployConfi
             format!("= {keep_releases} is out of range; write 0 to {MAX_KEPT}, e.g. 5"),
         ));
     }
+    let branch = raw.branch.unwrap_or(defaults.branch);
+    let branch_ok = !branch.is_empty()
+        && branch.len() <= 200
+        && !branch.starts_with(['-', '/'])
+        && !branch.ends_with(['/', '.'])
+        && !branch.contains("..")
+        && branch
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
+    if !branch_ok {
+        problems.push(Problem::new(
+            "deploy.branch",
+            format!("= \"{branch}\" is not a branch name Portico deploys; write letters, digits, '-', '_', '.' and '/', e.g. \"main\""),
+        ));
+    }
     DeployConfig {
         max_upload_bytes,
         max_unpacked_bytes,
         drain_timeout: Duration::from_secs(drain),
         keep_releases,
+        branch,
     }
 }
 
