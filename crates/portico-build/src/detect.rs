@@ -211,6 +211,7 @@ pub(crate) mod tests {
             health_path: None,
             access: portico_core::Access::SignedIn,
             owners: Default::default(),
+            webhook: None,
             firewall: Default::default(),
             max_body_bytes: None,
             frame_ancestors: vec![],

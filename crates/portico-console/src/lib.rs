@@ -147,6 +147,10 @@ pub fn router(state: Arc<ConsoleState>) -> axum::Router {
         )
         .route("/git/{repo}/{*rest}", axum::routing::any(api::git::serve))
         .route(
+            "/api/v1/apps/{app}/webhook",
+            axum::routing::post(api::webhook::receive),
+        )
+        .route(
             "/api/v1/apps/{app}/rollback",
             axum::routing::post(api::releases::rollback),
         )

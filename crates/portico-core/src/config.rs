@@ -16,7 +16,7 @@ mod volumes;
 pub use containers::{
     check_image, ContainerOptions, DockerConfig, DockerEndpoint, DockerTls, RuntimeKind,
 };
-pub use deploy::{DeployConfig, Owners};
+pub use deploy::{DeployConfig, Owners, Secret, WebhookSpec};
 pub use instances::{PerUserSpec, SizeProfile};
 pub use limits::LimitsConfig;
 pub use sso::{
@@ -215,6 +215,8 @@ pub struct AppSpec {
     pub access: crate::access::Access,
     /// Who may deploy it besides admins.
     pub owners: Owners,
+    /// `[apps.webhook]`: deploys when a forge says the deploy branch was pushed.
+    pub webhook: Option<WebhookSpec>,
     /// Which addresses may reach it, on top of `[firewall]`.
     pub firewall: crate::IpRules,
     /// Largest request body; `None`: `[limits] max_body_bytes`.

@@ -84,6 +84,9 @@ pub struct Deployments {
     root: PathBuf,
     config: DeployConfig,
     apps: Mutex<HashMap<String, Queue>>,
+    /// Held from numbering a release to queueing it, so that releases queue in the order
+    /// of their numbers.
+    numbering: tokio::sync::Mutex<()>,
 }
 
 impl Deployments {
@@ -93,6 +96,7 @@ impl Deployments {
             root: data_dir.join("releases"),
             config,
             apps: Mutex::default(),
+            numbering: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -156,6 +160,21 @@ impl Deployments {
             );
         }
         receiver
+    }
+
+    /// A reload changed what only deploys read (owners, the webhook) of a supervised app.
+    pub fn update_spec(&self, spec: &AppSpec) {
+        if let Ok(mut apps) = self.apps.lock() {
+            if let Some(queue) = apps.get_mut(&spec.name) {
+                queue.spec = spec.clone();
+            }
+        }
+    }
+
+    /// The app's `[apps.webhook]`, if it has one.
+    pub fn webhook(&self, app: &str) -> Option<portico_core::config::WebhookSpec> {
+        let apps = self.apps.lock().ok()?;
+        apps.get(app)?.spec.webhook.clone()
     }
 
     /// The app's supervisor stopped (the app was removed, or is restarting with a new
@@ -238,6 +257,7 @@ impl Deployments {
         std::fs::rename(upload, dir.join("bundle.tar.gz"))?;
         let source_dir = prepared.spec.source.to_string_lossy().into_owned();
         let build_log = dir.join("build.log").to_string_lossy().into_owned();
+        let _in_order = self.numbering.lock().await;
         let release = self
             .store
             .add_release(&NewRelease {

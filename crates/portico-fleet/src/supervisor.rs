@@ -205,6 +205,11 @@ impl Fleet {
             .insert(name, Supervised { stop, scale, task });
     }
 
+    /// The deploy service the supervised apps take their deploys from.
+    pub fn deployments(&self) -> &Arc<Deployments> {
+        &self.context.deployments
+    }
+
     /// Puts new scaling rules in force for a running app without restarting anything: the
     /// autoscaler moves towards them at its next look. `false` if the app is not supervised.
     pub fn rescale(&self, name: &str, spec: ScaleSpec) -> bool {

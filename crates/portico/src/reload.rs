@@ -216,6 +216,12 @@ impl Reloader {
                     to_start.push(app);
                 }
                 Some(before) => {
+                    if before.spec.webhook != app.spec.webhook {
+                        outcome
+                            .applied
+                            .push(format!("app \"{name}\": new webhook settings"));
+                    }
+                    live.fleet.deployments().update_spec(&app.spec);
                     if route_differs(before, app, &live.config.limits, limits) {
                         outcome.applied.push(format!(
                             "app \"{name}\": new access, owners, address or size rules"
@@ -373,6 +379,8 @@ fn runs_differently(old: &PreparedApp, new: &PreparedApp) -> bool {
     old_spec.description.clone_from(&new_spec.description);
     old_spec.access = new_spec.access.clone();
     old_spec.owners = new_spec.owners.clone();
+    // Read by the deploy service, which a kept app's new config reaches in place.
+    old_spec.webhook = new_spec.webhook.clone();
     old_spec.firewall = new_spec.firewall.clone();
     old_spec.max_body_bytes = new_spec.max_body_bytes;
     old_spec

@@ -127,6 +127,11 @@ async fn serve(validated: Validated) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
 
     bootstrap_admin(&store, &server.domain).await?;
+    for app in &config.apps {
+        if let Some(Err(why)) = app.webhook.as_ref().map(|w| w.secret()) {
+            tracing::warn!(app = %app.name, "its webhook refuses every message until fixed: {why}");
+        }
+    }
 
     let metrics = portico_edge::install_metrics_recorder()
         .map_err(|e| format!("cannot set up metrics: {e}"))?;

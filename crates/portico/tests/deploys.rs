@@ -552,3 +552,215 @@ async fn git_push_deploys_and_a_push_that_cannot_build_is_refused_with_the_insta
         "nothing else was deployed"
     );
 }
+
+/// The bundle `portico deploy` would upload for `dir`.
+fn bundle_of(dir: &Path) -> Vec<u8> {
+    portico_build::bundle::pack(dir).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deploys_sent_at_once_are_queued_and_rolled_out_one_after_the_other() {
+    let work = tempfile::tempdir().unwrap();
+    let portico = start(work.path()).await;
+    let ada = token(&portico, "ada@example.com", "deploy");
+    let url = format!("{}api/v1/apps/{APP}/releases", portico.portal_url());
+    let client = portico.client();
+    let send = |version: &str| {
+        let body = bundle_of(&self::version(work.path(), version));
+        client.post(&url).bearer_auth(&ada).body(body).send()
+    };
+    let (second, third) = tokio::join!(send("v2"), send("v3"));
+    let mut numbers = Vec::new();
+    for response in [second.unwrap(), third.unwrap()] {
+        assert_eq!(response.status(), 202);
+        let release: serde_json::Value = response.json().await.unwrap();
+        numbers.push(release["number"].as_i64().unwrap());
+    }
+    numbers.sort();
+    assert_eq!(numbers, [2, 3], "each deploy is its own release");
+    let show = |number: i64| {
+        let request = client
+            .get(format!("{url}/{number}"))
+            .bearer_auth(&ada)
+            .send();
+        async move {
+            let release: serde_json::Value = request.await.ok()?.json().await.ok()?;
+            Some(release)
+        }
+    };
+    eventually(
+        "both deploys to settle",
+        Duration::from_secs(120),
+        || async {
+            let (a, b) = (show(2).await?, show(3).await?);
+            let settled = |r: &serde_json::Value| {
+                ["live", "superseded"].contains(&r["state"].as_str().unwrap_or(""))
+            };
+            (settled(&a) && settled(&b)).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        show(3).await.unwrap()["state"],
+        "live",
+        "the later deploy went live last"
+    );
+    assert_eq!(show(2).await.unwrap()["state"], "superseded");
+    // The supervisor's events show one rollout finishing before the next began.
+    let log = portico.log();
+    let live_2 = log.find("release 2 is live").expect("release 2 went live");
+    let building_3 = log
+        .find("deploying release 3")
+        .expect("release 3 was built");
+    assert!(live_2 < building_3, "rollouts interleaved:\n{log}");
+}
+
+const WEBHOOK_SECRET: &str = "a-webhook-secret-long-enough-0123";
+
+/// GitHub's signature of `body`: `sha256=` and the hex HMAC-SHA256 with the secret.
+fn github_signature(secret: &str, body: &str) -> String {
+    let script = "import hmac, hashlib, sys; print('sha256=' + hmac.new(sys.argv[1].encode(), sys.argv[2].encode(), hashlib.sha256).hexdigest())";
+    let output = std::process::Command::new("python3")
+        .args(["-c", script, secret, body])
+        .output()
+        .unwrap();
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signed_push_webhook_fetches_the_branch_and_deploys_it_and_an_unsigned_one_does_nothing()
+{
+    let work = tempfile::tempdir().unwrap();
+    // The "forge": a repository on this machine that Portico fetches from.
+    let upstream = version(work.path(), "v2");
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["add", "-A"],
+        &["commit", "-qm", "v2"],
+    ] {
+        assert!(git(&upstream, args).status.success());
+    }
+    let app = AppConfig::new(APP, version(work.path(), "v1")).with(&format!(
+        "webhook = {{ repository = {:?}, secret_env = \"BOARD_WEBHOOK_SECRET\" }}",
+        upstream.to_string_lossy()
+    ));
+    let config = PorticoConfig {
+        env: vec![("BOARD_WEBHOOK_SECRET".into(), WEBHOOK_SECRET.into())],
+        ..PorticoConfig::default()
+    }
+    .with_app(app);
+    let portico = Portico::start(BIN, config).await;
+    let url = format!("{}api/v1/apps/{APP}/webhook", portico.portal_url());
+    let client = portico.client();
+    let post = |body: &'static str, headers: Vec<(&'static str, String)>| {
+        let mut request = client.post(&url).body(body);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    let push = r#"{"ref": "refs/heads/main", "after": "0000000000000000000000000000000000000000"}"#;
+
+    let unsigned = post(push, vec![("x-github-event", "push".into())])
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), 401);
+    let forged = post(
+        push,
+        vec![
+            ("x-github-event", "push".into()),
+            (
+                "x-hub-signature-256",
+                github_signature("another-secret-of-enough-length", push),
+            ),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(forged.status(), 401);
+    assert!(forged
+        .text()
+        .await
+        .unwrap()
+        .contains("signature does not match"));
+    let wrong_token = post(
+        push,
+        vec![
+            ("x-gitlab-event", "Push Hook".into()),
+            ("x-gitlab-token", "guess".into()),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(wrong_token.status(), 401);
+    let other_branch = r#"{"ref": "refs/heads/feature"}"#;
+    let ignored = post(
+        other_branch,
+        vec![
+            ("x-github-event", "push".into()),
+            (
+                "x-hub-signature-256",
+                github_signature(WEBHOOK_SECRET, other_branch),
+            ),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(ignored.status(), 202);
+    assert!(ignored
+        .text()
+        .await
+        .unwrap()
+        .contains("only main is deployed"));
+    assert_eq!(
+        layout_version(&portico, None).await.0,
+        "v1",
+        "nothing was deployed"
+    );
+
+    let signed = post(
+        push,
+        vec![
+            ("x-github-event", "push".into()),
+            (
+                "x-hub-signature-256",
+                github_signature(WEBHOOK_SECRET, push),
+            ),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(signed.status(), 202);
+    eventually(
+        "the pushed branch to be live",
+        Duration::from_secs(120),
+        || async { (layout_version(&portico, None).await.0 == "v2").then_some(()) },
+    )
+    .await;
+    // GitLab's convention works too: a new commit, announced with the token.
+    std::fs::write(upstream.join("VERSION"), "v3\n").unwrap();
+    assert!(git(&upstream, &["commit", "-qam", "v3"]).status.success());
+    let gitlab = post(
+        push,
+        vec![
+            ("x-gitlab-event", "Push Hook".into()),
+            ("x-gitlab-token", WEBHOOK_SECRET.into()),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(gitlab.status(), 202);
+    eventually(
+        "the second push to be live",
+        Duration::from_secs(120),
+        || async { (layout_version(&portico, None).await.0 == "v3").then_some(()) },
+    )
+    .await;
+    let audit = portico.cli(&["audit", "--json"]);
+    let actions = portico_testkit::audit_actions(&audit.stdout);
+    assert_eq!(
+        actions.iter().filter(|a| *a == "app.webhook").count(),
+        2,
+        "{actions:?}"
+    );
+}

@@ -264,7 +264,7 @@ async fn cgi_response(
 }
 
 /// The app's bare repository, made on first use with Portico's hook.
-async fn ensure_repository(git_root: &FsPath, app: &str) -> Result<PathBuf, ApiError> {
+pub(crate) async fn ensure_repository(git_root: &FsPath, app: &str) -> Result<PathBuf, ApiError> {
     let repository = git_root.join(format!("{app}.git"));
     let hook = repository.join("hooks").join("pre-receive");
     if hook.is_file() {

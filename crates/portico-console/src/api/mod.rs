@@ -7,6 +7,7 @@
 
 pub mod git;
 pub mod releases;
+pub mod webhook;
 
 use crate::ConsoleState;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};

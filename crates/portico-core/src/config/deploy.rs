@@ -142,3 +142,85 @@ pub(super) fn owners(
         }
     }
 }
+
+/// `[apps.webhook]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    pub repository: String,
+    pub secret_env: String,
+}
+
+/// A secret read from the environment; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+/// `[apps.webhook]`: a forge (GitHub, GitLab, Gitea) tells Portico of pushes, and Portico
+/// fetches the deploy branch from `repository` and deploys it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookSpec {
+    /// Where Portico fetches from (never the address in the forge's message).
+    pub repository: String,
+    /// The environment variable of `portico up` holding what the forge signs its messages
+    /// with (GitHub's `X-Hub-Signature-256`) or sends (GitLab's `X-Gitlab-Token`). Read when
+    /// a message arrives, so that the config (in git) holds no secret and other commands
+    /// need none.
+    pub secret_env: String,
+}
+
+/// The shortest webhook secret accepted: it is all that stands between the internet and a
+/// deploy.
+pub const MIN_SECRET_BYTES: usize = 16;
+
+impl WebhookSpec {
+    /// The secret, or why there is none to check messages with.
+    pub fn secret(&self) -> Result<Secret, String> {
+        match std::env::var(&self.secret_env) {
+            Ok(secret) if secret.len() >= MIN_SECRET_BYTES => Ok(Secret(secret)),
+            Ok(_) => Err(format!(
+                "the secret in {} is shorter than {MIN_SECRET_BYTES} characters; use a long random one (openssl rand -hex 32)",
+                self.secret_env
+            )),
+            Err(_) => Err(format!(
+                "{} is not set in Portico's environment; set it to the webhook's secret and restart Portico",
+                self.secret_env
+            )),
+        }
+    }
+}
+
+pub(super) fn webhook(
+    key: &str,
+    raw: Option<RawWebhook>,
+    problems: &mut Vec<Problem>,
+) -> Option<WebhookSpec> {
+    let raw = raw?;
+    if raw.repository.trim().is_empty() || raw.repository.starts_with('-') {
+        problems.push(Problem::new(
+            format!("{key}.repository"),
+            "must name the repository Portico fetches, e.g. \"https://github.com/acme/sales.git\"",
+        ));
+    }
+    if !super::validate::is_env_name(&raw.secret_env) {
+        problems.push(Problem::new(
+            format!("{key}.secret_env"),
+            format!("= \"{}\" is not an environment variable name; name the variable holding the webhook's secret, e.g. \"SALES_WEBHOOK_SECRET\"", raw.secret_env),
+        ));
+    }
+    Some(WebhookSpec {
+        repository: raw.repository,
+        secret_env: raw.secret_env,
+    })
+}

@@ -190,6 +190,8 @@ pub struct App {
     pub access: Option<toml::Value>,
     /// `{ users = […], groups = […] }`: who may deploy it besides admins.
     pub owners: Option<toml::Value>,
+    /// `[apps.webhook]`: deploys on a forge's push message.
+    pub webhook: Option<super::deploy::RawWebhook>,
     /// `{ allow = [...], deny = [...] }`: who may reach this app, by address.
     pub firewall: Option<IpLists>,
     /// Overrides `[limits] max_body_bytes` for this app (uploads).

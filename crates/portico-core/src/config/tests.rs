@@ -697,4 +697,33 @@ fn deploy_settings_and_owners_are_read_and_bad_ones_say_what_to_write() {
         owners("{ teams = [\"x\"] }").contains("apps[0].owners.teams is not part of the owners")
     );
     assert!(owners("{ users = [\"ada\"] }").contains("\"ada\" is not an e-mail address"));
+
+    let webhook = |value: &str| errors(&format!("{app}webhook = {value}\n"));
+    assert!(webhook("{ repository = \"\", secret_env = \"S\" }")
+        .contains("apps[0].webhook.repository: must name the repository"));
+    assert!(
+        webhook("{ repository = \"/srv/x.git\", secret_env = \"not a name\" }").contains(
+            "apps[0].webhook.secret_env = \"not a name\" is not an environment variable name"
+        )
+    );
+    assert!(
+        webhook("{ repository = \"/srv/x.git\", secret = \"inline\" }")
+            .contains("unknown field `secret`")
+    );
+    let (_dir, path) = workspace();
+    let config = Config::parse(
+        &path,
+        &format!("{app}webhook = {{ repository = \"/srv/x.git\", secret_env = \"PORTICO_TEST_UNSET_SECRET\" }}\n"),
+    )
+    .unwrap();
+    let why = config.apps[0]
+        .webhook
+        .as_ref()
+        .unwrap()
+        .secret()
+        .unwrap_err();
+    assert!(
+        why.contains("PORTICO_TEST_UNSET_SECRET is not set"),
+        "{why}"
+    );
 }

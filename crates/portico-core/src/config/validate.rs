@@ -599,6 +599,7 @@ fn apps(
 
         let access = access(&key("access"), app.access.as_ref(), problems);
         let owners = super::deploy::owners(&key("owners"), app.owners.as_ref(), problems);
+        let webhook = super::deploy::webhook(&key("webhook"), app.webhook, problems);
         let lists = app.firewall.unwrap_or_default();
         let firewall = IpRules {
             allow: nets(&key("firewall.allow"), &lists.allow, problems),
@@ -624,6 +625,7 @@ fn apps(
         apps.push(AppSpec {
             access,
             owners,
+            webhook,
             firewall,
             scale,
             per_user,
@@ -835,7 +837,7 @@ fn is_inside(relative: &str) -> bool {
             .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
 }
 
-fn is_env_name(name: &str) -> bool {
+pub(super) fn is_env_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
