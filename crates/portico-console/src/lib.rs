@@ -112,6 +112,14 @@ pub fn router(state: Arc<ConsoleState>) -> axum::Router {
             axum::routing::post(views::account_mfa::new_recovery_codes),
         )
         .route(
+            "/_portico/account/tokens",
+            get(views::account_tokens::list).post(views::account_tokens::create),
+        )
+        .route(
+            "/_portico/account/tokens/revoke",
+            axum::routing::post(views::account_tokens::revoke),
+        )
+        .route(
             "/_portico/account/mfa/remove",
             axum::routing::post(views::account_mfa::remove),
         )
@@ -130,6 +138,10 @@ pub fn router(state: Arc<ConsoleState>) -> axum::Router {
         )
         .route("/_portico/admin/audit", get(views::admin_audit::list))
         .route("/_portico/admin/apps", get(views::admin_apps::page))
+        .route(
+            "/_portico/admin/apps/rollback",
+            axum::routing::post(views::admin_apps::rollback),
+        )
         .route("/_portico/portico.css", get(views::assets::stylesheet))
         .route("/_portico/auto-submit.js", get(views::assets::auto_submit))
         .route("/.well-known/portico/jwks.json", get(views::assets::jwks))

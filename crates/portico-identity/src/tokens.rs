@@ -103,6 +103,17 @@ pub struct ApiTokens {
     store: Store,
 }
 
+/// `active`, `expired` or `revoked`, as lists show a token at time `now`.
+pub fn state(token: &TokenRow, now: i64) -> &'static str {
+    if token.revoked_at.is_some() {
+        "revoked"
+    } else if token.expires_at.is_some_and(|at| at <= now) {
+        "expired"
+    } else {
+        "active"
+    }
+}
+
 fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }

@@ -124,17 +124,6 @@ fn date(unix: i64) -> String {
     humantime::format_rfc3339_seconds(time).to_string()
 }
 
-fn state(listing: &TokenListing, now: i64) -> &'static str {
-    let token = &listing.token;
-    if token.revoked_at.is_some() {
-        "revoked"
-    } else if token.expires_at.is_some_and(|at| at <= now) {
-        "expired"
-    } else {
-        "active"
-    }
-}
-
 fn print_tokens(list: &[TokenListing], json: bool) {
     let now = portico_identity::sessions::unix_now();
     if json {
@@ -147,7 +136,7 @@ fn print_tokens(list: &[TokenListing], json: bool) {
                     "name": l.token.name,
                     "prefix": l.token.prefix,
                     "scopes": l.token.scopes.split_whitespace().collect::<Vec<_>>(),
-                    "state": state(l, now),
+                    "state": portico_identity::tokens::state(&l.token, now),
                     "created_at": date(l.token.created_at),
                     "expires_at": l.token.expires_at.map(date),
                     "last_used_at": l.token.last_used_at.map(date),
@@ -172,7 +161,7 @@ fn print_tokens(list: &[TokenListing], json: bool) {
             l.email,
             l.token.name,
             format!("{}…", l.token.prefix),
-            state(l, now),
+            portico_identity::tokens::state(&l.token, now),
             l.token.expires_at.map_or("never".into(), date),
             l.token.last_used_at.map_or("never".into(), date),
         );

@@ -764,3 +764,130 @@ async fn a_signed_push_webhook_fetches_the_branch_and_deploys_it_and_an_unsigned
         "{actions:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_the_portal_an_owner_makes_a_token_that_deploys_and_an_admin_rolls_back() {
+    use portico_testkit::Visitor;
+    let work = tempfile::tempdir().unwrap();
+    let portico = start(work.path()).await;
+    portico.add_user("root@example.com", "keeper-of-the-keys-7", &[]);
+    assert!(portico
+        .cli(&["users", "set-admin", "root@example.com"])
+        .status
+        .success());
+
+    let ada = Visitor::new(&portico, &[]);
+    ada.sign_in("ada@example.com", "a-long-enough-password-1")
+        .await;
+    let forged = portico
+        .client()
+        .post(format!("{}_portico/account/tokens", portico.portal_url()))
+        .form(&[("name", "x"), ("scope", "deploy"), ("days", "30")])
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(
+        forged.status(),
+        200,
+        "no session and no CSRF token: nothing is made"
+    );
+    let bad = ada
+        .post_form(
+            "/_portico/account/tokens",
+            &[("name", "laptop"), ("scope", "admin"), ("days", "30")],
+        )
+        .await;
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().await.unwrap().contains("is not a scope"));
+    let made = ada
+        .post_form(
+            "/_portico/account/tokens",
+            &[
+                ("name", "laptop"),
+                ("scope", "deploy:board"),
+                ("days", "30"),
+            ],
+        )
+        .await;
+    assert_eq!(made.status(), 200);
+    let page = made.text().await.unwrap();
+    let start_at = page
+        .find("<pre id=\"new-token\">")
+        .expect("the token is shown once")
+        + 20;
+    let token = page[start_at..].split('<').next().unwrap().to_owned();
+    assert!(token.starts_with("portico_"), "{token}");
+    let listed = ada.page("/_portico/account/tokens").await;
+    assert!(
+        listed.contains("laptop") && listed.contains("deploy:board") && listed.contains("active")
+    );
+    assert!(!listed.contains(&token), "shown only once");
+
+    let v2 = version(work.path(), "v2");
+    let deployed = as_holder(
+        &portico,
+        &token,
+        &["deploy", v2.to_str().unwrap(), "--app", APP],
+    );
+    assert!(deployed.status.success(), "{}", printed(&deployed));
+    assert_eq!(layout_version(&portico, None).await.0, "v2");
+
+    // Bob cannot revoke Ada's token, even knowing its id.
+    let id = listed
+        .split("name=\"id\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let bob = Visitor::new(&portico, &[]);
+    bob.sign_in("bob@example.com", "a-long-enough-password-2")
+        .await;
+    let refused = bob
+        .post_form("/_portico/account/tokens/revoke", &[("id", &id)])
+        .await;
+    assert_eq!(refused.status(), 404);
+
+    // An administrator rolls back from the status page.
+    let root = Visitor::new(&portico, &[]);
+    root.sign_in("root@example.com", "keeper-of-the-keys-7")
+        .await;
+    let status_page = root.page("/_portico/admin/apps").await;
+    assert!(status_page.contains("Roll back to 1"), "{status_page}");
+    let refused = bob
+        .post_form(
+            "/_portico/admin/apps/rollback",
+            &[("app", APP), ("release", "1")],
+        )
+        .await;
+    assert_eq!(refused.status(), 403);
+    let rolled = root
+        .post_form(
+            "/_portico/admin/apps/rollback",
+            &[("app", APP), ("release", "1")],
+        )
+        .await;
+    assert_eq!(rolled.status(), 200);
+    assert!(rolled
+        .text()
+        .await
+        .unwrap()
+        .contains("Rolling board back to release 1"));
+    eventually(
+        "release 1 to be live again",
+        Duration::from_secs(60),
+        || async { (layout_version(&portico, None).await.0 == "v1").then_some(()) },
+    )
+    .await;
+
+    // Ada revokes her token; it deploys no more.
+    let revoked = ada
+        .post_form("/_portico/account/tokens/revoke", &[("id", &id)])
+        .await;
+    assert!(revoked.text().await.unwrap().contains("is revoked"));
+    let after = as_holder(
+        &portico,
+        &token,
+        &["deploy", v2.to_str().unwrap(), "--app", APP],
+    );
+    assert!(printed(&after).contains("revoked"), "{}", printed(&after));
+}

@@ -1,18 +1,20 @@
 //! `/_portico/admin/apps`: the fleet at a glance for administrators. Per app: its status,
 //! restarts, each live replica with what it is doing now (sessions, open WebSockets,
 //! requests in flight: from the route table, which only the running Portico knows) and the
-//! last events with their reasons (from the store).
+//! last events with their reasons (from the store), and its releases, each of which can be
+//! rolled back to from here.
 
-use super::admin::require_admin;
+use super::admin::{check_form, require_admin, sentence};
 use super::{csrf, render, Nav};
 use crate::ConsoleState;
 use askama::Template;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::Extension;
+use axum::{Extension, Form};
 use portico_core::{Identity, LiveApp};
-use portico_store::{EventRow, Store};
+use portico_store::{EventRow, ReleaseState, Store};
+use serde::Deserialize;
 use std::sync::Arc;
 
 const PATH: &str = "/_portico/admin/apps";
@@ -20,12 +22,15 @@ const PATH: &str = "/_portico/admin/apps";
 const EVENTS: i64 = 8;
 /// Replica rows read per app (the newest), enough for any `max`.
 const REPLICAS: i64 = 200;
+/// Releases shown per app (the newest).
+const RELEASES: usize = 10;
 
 #[derive(Template)]
 #[template(path = "admin_apps.html")]
 struct AppsPage {
     nav: Nav,
     apps: Vec<AppStatusView>,
+    message: Option<String>,
     error: Option<String>,
 }
 
@@ -40,6 +45,19 @@ struct AppStatusView {
     waiting: usize,
     replicas: Vec<ReplicaView>,
     events: Vec<EventRow>,
+    releases: Vec<ReleaseView>,
+}
+
+struct ReleaseView {
+    number: i64,
+    state: &'static str,
+    origin: String,
+    by: String,
+    commit: String,
+    created_at: String,
+    reason: String,
+    /// Offered a rollback button.
+    can_roll_back: bool,
 }
 
 struct ReplicaView {
@@ -64,8 +82,19 @@ pub async fn page(
         Ok(found) => found,
         Err(response) => return response,
     };
+    answer(&state, &headers, &identity, StatusCode::OK, None, None).await
+}
+
+async fn answer(
+    state: &ConsoleState,
+    headers: &HeaderMap,
+    identity: &Identity,
+    status: StatusCode,
+    message: Option<String>,
+    error: Option<String>,
+) -> Response {
     let live = state.routes.load().live();
-    let (apps, error) = match views(state.accounts.store(), &live).await {
+    let (apps, read_error) = match views(state.accounts.store(), &live).await {
         Ok(apps) => (apps, None),
         Err(e) => {
             tracing::error!("the status page cannot read the database: {e}");
@@ -75,13 +104,91 @@ pub async fn page(
             )
         }
     };
-    let (token, cookie) = csrf::token(&state, &headers);
+    let (token, cookie) = csrf::token(state, headers);
     let page = AppsPage {
-        nav: Nav::new(&identity, &token),
+        nav: Nav::new(identity, &token),
         apps,
-        error,
+        message,
+        error: error.or(read_error),
     };
-    csrf::with_cookie(render(StatusCode::OK, &page), cookie)
+    csrf::with_cookie(render(status, &page), cookie)
+}
+
+#[derive(Deserialize)]
+pub struct RollbackForm {
+    #[serde(default)]
+    app: String,
+    #[serde(default)]
+    release: i64,
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /_portico/admin/apps/rollback`: serves an earlier release again, rolled out like a
+/// deploy (nobody on the live release is cut off).
+pub async fn rollback(
+    State(state): State<Arc<ConsoleState>>,
+    headers: HeaderMap,
+    identity: Option<Extension<Identity>>,
+    Form(form): Form<RollbackForm>,
+) -> Response {
+    let (identity, admin) = match require_admin(&state, &headers, &identity, PATH).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    if let Err(error) = check_form(&state, &headers, &form.csrf) {
+        return answer(
+            &state,
+            &headers,
+            &identity,
+            StatusCode::FORBIDDEN,
+            None,
+            Some(error),
+        )
+        .await;
+    }
+    match state
+        .deployments
+        .rollback(&form.app, Some(form.release))
+        .await
+    {
+        Ok(release) => {
+            let detail = format!("to release {}", release.number);
+            if let Err(e) = state
+                .accounts
+                .store()
+                .add_audit(&admin.email, "app.rollback", Some(&form.app), &detail)
+                .await
+            {
+                tracing::error!("cannot write the audit log: {e}");
+            }
+            let message = format!(
+                "Rolling {} back to release {}: it goes live once its replicas are ready; sessions on the live release stay where they are.",
+                form.app, release.number
+            );
+            answer(
+                &state,
+                &headers,
+                &identity,
+                StatusCode::OK,
+                Some(message),
+                None,
+            )
+            .await
+        }
+        Err(e) => {
+            let error = sentence(e.to_string());
+            answer(
+                &state,
+                &headers,
+                &identity,
+                StatusCode::BAD_REQUEST,
+                None,
+                Some(error),
+            )
+            .await
+        }
+    }
 }
 
 /// Apps in config order (those the route table has), each with its recorded history.
@@ -133,6 +240,30 @@ async fn views(store: &Store, live: &[LiveApp]) -> portico_store::Result<Vec<App
             waiting: app.waiting,
             replicas,
             events: store.events(&app.name, EVENTS).await?,
+            releases: store
+                .releases(&app.name)
+                .await?
+                .into_iter()
+                .take(RELEASES)
+                .map(|r| ReleaseView {
+                    number: r.number,
+                    state: r.state.as_str(),
+                    can_roll_back: r.state == ReleaseState::Superseded,
+                    origin: r.origin,
+                    by: r.deployed_by.unwrap_or_else(|| "(config)".into()),
+                    commit: r
+                        .commit_id
+                        .map(|c| c.chars().take(10).collect())
+                        .unwrap_or_default(),
+                    created_at: r.created_at,
+                    reason: r
+                        .reason
+                        .as_deref()
+                        .and_then(|r| r.lines().next())
+                        .unwrap_or_default()
+                        .to_owned(),
+                })
+                .collect(),
         });
     }
     Ok(views)

@@ -1,5 +1,6 @@
 pub mod account;
 pub mod account_mfa;
+pub mod account_tokens;
 pub mod admin;
 pub mod admin_apps;
 pub mod admin_audit;
