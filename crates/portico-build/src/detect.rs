@@ -212,6 +212,7 @@ pub(crate) mod tests {
             access: portico_core::Access::SignedIn,
             owners: Default::default(),
             webhook: None,
+            deployed_only: false,
             firewall: Default::default(),
             max_body_bytes: None,
             frame_ancestors: vec![],

@@ -217,6 +217,9 @@ pub struct AppSpec {
     pub owners: Owners,
     /// `[apps.webhook]`: deploys when a forge says the deploy branch was pushed.
     pub webhook: Option<WebhookSpec>,
+    /// Made by someone's first deploy (`[deploy] creators`), not declared in the config:
+    /// it has no folder of its own, only its releases.
+    pub deployed_only: bool,
     /// Which addresses may reach it, on top of `[firewall]`.
     pub firewall: crate::IpRules,
     /// Largest request body; `None`: `[limits] max_body_bytes`.
@@ -238,6 +241,43 @@ pub struct AppSpec {
 }
 
 impl AppSpec {
+    /// An app made by `creator`'s first deploy, its files in `source`: only the creator
+    /// may open and deploy it (and admins), until an operator declares it in the config
+    /// with the rules they want. Everything else is the config's defaults.
+    pub fn deployed(name: &str, creator: &str, source: PathBuf, runtime: RuntimeKind) -> AppSpec {
+        let only_creator = || vec![creator.to_owned()];
+        AppSpec {
+            name: name.to_owned(),
+            title: name.to_owned(),
+            description: String::new(),
+            source,
+            framework: None,
+            entrypoint: None,
+            env: BTreeMap::new(),
+            command: Vec::new(),
+            health_path: None,
+            access: crate::access::Access::Only {
+                users: only_creator(),
+                groups: Vec::new(),
+            },
+            owners: Owners {
+                users: only_creator(),
+                groups: Vec::new(),
+            },
+            webhook: None,
+            deployed_only: true,
+            firewall: Default::default(),
+            max_body_bytes: None,
+            frame_ancestors: Vec::new(),
+            scale: ScaleSpec::default(),
+            per_user: None,
+            runtime,
+            image: None,
+            container: Default::default(),
+            volumes: Default::default(),
+        }
+    }
+
     /// How long a request waits for a replica (its owner's instance, in per-user mode).
     pub fn start_wait(&self) -> Duration {
         self.per_user

@@ -451,6 +451,17 @@ impl RouteTable {
             .collect()
     }
 
+    /// A copy of this table with `route` added after the others (or replacing one of its
+    /// name).
+    pub fn with_route(&self, route: AppRoute) -> RouteTable {
+        let mut next = self.clone();
+        if !next.apps.contains_key(&route.name) {
+            next.order.push(route.name.clone());
+        }
+        next.apps.insert(route.name.clone(), Arc::new(route));
+        next
+    }
+
     /// A copy of this table with one app's route replaced through `change`.
     pub fn with_app(&self, name: &str, change: impl FnOnce(&mut AppRoute)) -> RouteTable {
         let mut next = self.clone();

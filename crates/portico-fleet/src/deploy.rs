@@ -62,6 +62,10 @@ pub enum DeployError {
         state: &'static str,
         hint: &'static str,
     },
+    #[error(
+        "an app \"{0}\" was made by another deploy just now; deploy again to add a release to it"
+    )]
+    AppExists(String),
     #[error("release {number} of \"{app}\" is already live")]
     AlreadyLive { app: String, number: i64 },
     #[error("cannot store the release: {0}")]
@@ -83,21 +87,46 @@ pub struct Deployments {
     /// `<data dir>/releases`: one folder per app, one per release inside it.
     root: PathBuf,
     config: DeployConfig,
+    /// What runs apps made by deploys.
+    runtime: portico_core::config::RuntimeKind,
     apps: Mutex<HashMap<String, Queue>>,
     /// Held from numbering a release to queueing it, so that releases queue in the order
     /// of their numbers.
     numbering: tokio::sync::Mutex<()>,
+    /// Adds an app made by a first deploy to the running Portico (its config, route and
+    /// supervisor); set once Portico is up. Weak: it owns the fleet that owns this.
+    creator: std::sync::OnceLock<std::sync::Weak<dyn AppCreator>>,
+}
+
+/// What adds an app made by a first deploy to the running Portico.
+#[async_trait::async_trait]
+pub trait AppCreator: Send + Sync {
+    /// Starts serving `app` (supervised, routed, recorded); `Err` says why it cannot be.
+    async fn create(&self, app: PreparedApp) -> Result<(), String>;
 }
 
 impl Deployments {
-    pub fn new(store: Store, data_dir: &Path, config: DeployConfig) -> Deployments {
+    /// `runtime`: what runs apps made by deploys (`[fleet] runtime`).
+    pub fn new(
+        store: Store,
+        data_dir: &Path,
+        config: DeployConfig,
+        runtime: portico_core::config::RuntimeKind,
+    ) -> Deployments {
         Deployments {
+            runtime,
             store,
             root: data_dir.join("releases"),
             config,
             apps: Mutex::default(),
             numbering: tokio::sync::Mutex::new(()),
+            creator: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Lets deploys make new apps (`[deploy] creators`) through `creator`.
+    pub fn set_creator(&self, creator: std::sync::Weak<dyn AppCreator>) {
+        let _ = self.creator.set(creator);
     }
 
     pub fn config(&self) -> &DeployConfig {
@@ -215,27 +244,73 @@ impl Deployments {
         origin: &str,
         commit: Option<&str>,
     ) -> Result<ReleaseRow, DeployError> {
-        let result = self
-            .unpack_and_queue(app, upload, who, origin, commit)
-            .await;
+        let result = match self.spec(app) {
+            Ok(spec) => {
+                self.unpack_and_queue(spec, upload, who, origin, commit)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
         let _ = std::fs::remove_file(upload);
         result
     }
 
-    async fn unpack_and_queue(
+    /// Like [`Deployments::deploy_bundle`] for a name no app has: the bundle becomes the
+    /// first release of a new app (see [`AppSpec::deployed`]). Whether `who` may create apps
+    /// is the caller's question.
+    pub async fn create_app(
         &self,
         app: &str,
         upload: &Path,
         who: &str,
-        origin: &str,
         commit: Option<&str>,
     ) -> Result<ReleaseRow, DeployError> {
-        let spec = self.spec(app)?;
-        let dir = self.app_dir(app).join(release_folder_name());
+        let result = self.create_and_queue(app, upload, who, commit).await;
+        let _ = std::fs::remove_file(upload);
+        result
+    }
+
+    async fn create_and_queue(
+        &self,
+        app: &str,
+        upload: &Path,
+        who: &str,
+        commit: Option<&str>,
+    ) -> Result<ReleaseRow, DeployError> {
+        let creator = self
+            .creator
+            .get()
+            .and_then(std::sync::Weak::upgrade)
+            .ok_or_else(|| DeployError::UnknownApp(app.to_owned()))?;
+        // Placeholder source: the release's files replace it once unpacked.
+        let spec = AppSpec::deployed(app, who, self.app_dir(app), self.runtime);
+        let (dir, prepared) = self.unpack_release(spec, upload).await?;
+        // A row may be there already: an app whose files were lost, made again.
+        let recorded = self.store.add_created_app(app, who).await?;
+        if let Err(reason) = creator.create(prepared.clone()).await {
+            if recorded {
+                let _ = self.store.remove_created_app(app).await;
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+            tracing::warn!(app, "a deploy could not make the app: {reason}");
+            return Err(DeployError::AppExists(app.to_owned()));
+        }
+        self.queue_release(prepared, &dir, upload, who, "upload", commit)
+            .await
+    }
+
+    /// Unpacks the bundle into a new release folder and detects the app in it; on any
+    /// error nothing is left behind.
+    async fn unpack_release(
+        &self,
+        spec: AppSpec,
+        upload: &Path,
+    ) -> Result<(PathBuf, PreparedApp), DeployError> {
+        let dir = self.app_dir(&spec.name).join(release_folder_name());
         std::fs::create_dir_all(dir.join("src"))?;
         let unpacked = self.unpack(upload, &dir).await;
         let detected = unpacked.and_then(|()| {
-            let mut spec = spec.clone();
+            let mut spec = spec;
             spec.source = dir.join("src");
             let detected = portico_build::detect(&spec).map_err(|e| {
                 // The folder is Portico's, not the deployer's: name it as they know it.
@@ -246,14 +321,40 @@ impl Deployments {
             })?;
             Ok(PreparedApp { spec, detected })
         });
-        let prepared = match detected {
-            Ok(prepared) => prepared,
+        match detected {
+            Ok(prepared) => Ok((dir, prepared)),
             Err(e) => {
-                // A refused bundle leaves nothing behind.
                 let _ = std::fs::remove_dir_all(&dir);
-                return Err(e);
+                Err(e)
             }
-        };
+        }
+    }
+
+    async fn unpack_and_queue(
+        &self,
+        spec: AppSpec,
+        upload: &Path,
+        who: &str,
+        origin: &str,
+        commit: Option<&str>,
+    ) -> Result<ReleaseRow, DeployError> {
+        let (dir, prepared) = self.unpack_release(spec, upload).await?;
+        self.queue_release(prepared, &dir, upload, who, origin, commit)
+            .await
+    }
+
+    /// Records an unpacked release and queues it for the app's supervisor.
+    async fn queue_release(
+        &self,
+        prepared: PreparedApp,
+        dir: &Path,
+        upload: &Path,
+        who: &str,
+        origin: &str,
+        commit: Option<&str>,
+    ) -> Result<ReleaseRow, DeployError> {
+        let app = prepared.spec.name.clone();
+        let app = app.as_str();
         std::fs::rename(upload, dir.join("bundle.tar.gz"))?;
         let source_dir = prepared.spec.source.to_string_lossy().into_owned();
         let build_log = dir.join("build.log").to_string_lossy().into_owned();

@@ -390,10 +390,14 @@ impl Supervisor {
         mut deploys: mpsc::Receiver<Rollout>,
     ) {
         self.set_status(AppStatus::Building, None).await;
-        let (release, inherited) = match self.initial_release().await {
-            Ok(release) => (release, inherited),
+        let (release, inherited, pending) = match self.initial_release().await {
+            Ok(release) => (release, inherited, None),
             Err((reason, kind)) => {
-                self.fail(&reason, kind).await;
+                if kind == rollout::NO_RELEASE {
+                    tracing::info!(app = %self.name(), "{reason}");
+                } else {
+                    self.fail(&reason, kind).await;
+                }
                 stop_inherited(
                     self.context.clone(),
                     inherited,
@@ -401,7 +405,7 @@ impl Supervisor {
                 )
                 .await;
                 match self.wait_for_fixing_deploy(&mut deploys).await {
-                    Some(release) => (release, Vec::new()),
+                    Some((release, row)) => (release, Vec::new(), Some(row)),
                     None => return self.abandon_queued(&mut deploys).await,
                 }
             }
@@ -413,6 +417,10 @@ impl Supervisor {
         let adopted = self.adopt_inherited(inherited, release.id).await;
         match self.app.spec.per_user.clone() {
             Some(rules) => {
+                // No replica proves a per-user release: it is live once built.
+                if let Some(row) = &pending {
+                    self.first_release_settled(row, &[]).await;
+                }
                 self.serve_owners(release, &rules, adopted, &mut deploys)
                     .await
             }
@@ -427,7 +435,8 @@ impl Supervisor {
                         None => shared.push(adopted.replica),
                     }
                 }
-                self.scale(release, scale, shared, &mut deploys).await
+                self.scale(release, pending, scale, shared, &mut deploys)
+                    .await
             }
         }
         self.abandon_queued(&mut deploys).await;
@@ -443,6 +452,7 @@ impl Supervisor {
     async fn scale(
         &self,
         release: Release,
+        mut pending: Option<portico_store::ReleaseRow>,
         mut rules: watch::Receiver<ScaleSpec>,
         mut adopted: Vec<Replica>,
         deploys: &mut mpsc::Receiver<Rollout>,
@@ -458,12 +468,20 @@ impl Supervisor {
         // replicas adopted from an earlier run.
         let initial = spec.min.max(adopted.len() as u32);
         self.context.slots.fetch_add(initial, Ordering::Relaxed);
+        let (mut rollout, mut built) = Rollouts::new();
+        let progress = rollout.progress.clone();
         let mut slots: Vec<Slot> = adopted
             .into_iter()
             .map(|replica| serving.spawn_slot(Some(replica)))
             .collect();
         while (slots.len() as u32) < initial {
-            slots.push(serving.spawn_slot(None));
+            // A first release goes live when one of these is ready.
+            let first = pending.as_ref().map(|_| FirstReady::new(&progress));
+            slots.push(
+                serving
+                    .sup
+                    .spawn_slot(&serving.launch, serving.id, None, first),
+            );
         }
         if slots.is_empty() && scaler.spec().warm == 0 {
             self.set_status(AppStatus::Sleeping, None).await;
@@ -475,8 +493,6 @@ impl Supervisor {
             .await;
         }
         let mut retired = JoinSet::new();
-        let (mut rollout, mut built) = Rollouts::new();
-        let progress = rollout.progress.clone();
         // Said once each time the cap is reached, not every second while it holds.
         let mut at_cap = false;
         let mut stop = self.stop.clone();
@@ -501,6 +517,11 @@ impl Supervisor {
             // Awaited outside `select!`, whose branch outputs (a watch guard) are not Send.
             if let Some(done) = finished {
                 self.built(done, &mut rollout, slots.len()).await;
+            }
+            if let Some(release) = &pending {
+                if self.first_release_settled(release, &slots).await {
+                    pending = None;
+                }
             }
             if let Some(switched) = self
                 .advance_rollout(&mut rollout, &mut slots, &serving, &mut retired)

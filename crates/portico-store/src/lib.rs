@@ -18,7 +18,7 @@ pub use external::SsoSessionRow;
 pub use identity::{AuditFilter, AuditRow, GroupRow, UserChange, UserRow};
 pub use links::LinkRow;
 pub use mfa::TotpRow;
-pub use releases::{NewRelease, ReleaseRow, ReleaseState};
+pub use releases::{CreatedApp, NewRelease, ReleaseRow, ReleaseState};
 pub use rows::{AppRow, EventRow, InstanceOwner, ReplicaRow};
 pub use sessions::{SessionRow, SigningKeyRow};
 pub use tokens::{TokenListing, TokenRow};

@@ -315,3 +315,43 @@ impl Store {
         Ok(done.rows_affected())
     }
 }
+
+/// An app made by a first deploy.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct CreatedApp {
+    pub name: String,
+    pub created_by: String,
+    pub created_at: String,
+}
+
+impl Store {
+    /// Records an app made by `creator`'s first deploy; `false` if it exists already.
+    pub async fn add_created_app(&self, name: &str, creator: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO created_apps (name, created_by, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(creator)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn remove_created_app(&self, name: &str) -> Result<()> {
+        sqlx::query("DELETE FROM created_apps WHERE name = ?")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Apps made by deploys, by name.
+    pub async fn created_apps(&self) -> Result<Vec<CreatedApp>> {
+        Ok(
+            sqlx::query_as("SELECT name, created_by, created_at FROM created_apps ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+}

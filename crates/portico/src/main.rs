@@ -6,6 +6,7 @@ mod apps;
 mod check;
 mod config_path;
 mod control;
+mod created_apps;
 mod deploy_cli;
 mod git_hook;
 mod instance_lock;

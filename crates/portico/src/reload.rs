@@ -33,23 +33,23 @@ pub struct Outcome {
 }
 
 /// The config in force and the fleet running it.
-struct Live {
-    config: Config,
-    apps: Vec<PreparedApp>,
-    fleet: Fleet,
+pub(crate) struct Live {
+    pub(crate) config: Config,
+    pub(crate) apps: Vec<PreparedApp>,
+    pub(crate) fleet: Fleet,
 }
 
 pub struct Reloader {
     path: PathBuf,
     /// `None` once Portico is stopping: a reload then changes nothing. The lock also queues
     /// reloads that arrive together.
-    live: Mutex<Option<Live>>,
+    pub(crate) live: Mutex<Option<Live>>,
     edge: Arc<Edge>,
-    routes: SharedRoutes,
+    pub(crate) routes: SharedRoutes,
     /// `None` without `[tls]`.
     certificates: Option<Arc<Certificates>>,
-    store: Store,
-    urls: PublicUrls,
+    pub(crate) store: Store,
+    pub(crate) urls: PublicUrls,
     data_dir: PathBuf,
     /// With ACME: tells the certificate manager which names to order.
     acme_names: Option<watch::Sender<Vec<String>>>,
@@ -133,7 +133,11 @@ impl Reloader {
     }
 
     async fn try_reload(&self) -> Result<Outcome, String> {
-        let Validated { config, apps, .. } = check::validate(Some(self.path.clone()))?;
+        let Validated {
+            config, mut apps, ..
+        } = check::validate(Some(self.path.clone()))?;
+        // Apps made by deploys stay, unless the config now declares them.
+        apps.extend(crate::created_apps::load(&self.store, &config).await);
         let mut guard = self.live.lock().await;
         let Some(live) = guard.as_mut() else {
             return Err("Portico is stopping".into());

@@ -120,6 +120,8 @@ async fn serve(validated: Validated) -> Result<(), String> {
         .close_stale_replicas(&inherited_ids)
         .await
         .map_err(|e| e.to_string())?;
+    let mut apps = apps;
+    apps.extend(crate::created_apps::load(&store, &config).await);
     let registered: Vec<_> = apps.iter().map(reload::store_row).collect();
     store
         .register_apps(&registered)
@@ -184,6 +186,7 @@ async fn serve(validated: Validated) -> Result<(), String> {
         store.clone(),
         &data_dir,
         config.deploy.clone(),
+        config.fleet.runtime,
     ));
     let fleet = Fleet::start(
         apps.clone(),
@@ -277,7 +280,7 @@ async fn serve(validated: Validated) -> Result<(), String> {
         sso_flows: Default::default(),
         secrets: secrets.clone(),
         tokens: portico_identity::ApiTokens::new(store.clone()),
-        deployments,
+        deployments: deployments.clone(),
     }));
     let sticky_key = secrets.subkey("sticky replica cookies");
     portico_identity::sso::refresh::spawn(store.clone(), secrets, oidc);
@@ -335,6 +338,8 @@ async fn serve(validated: Validated) -> Result<(), String> {
         data_dir: data_dir.clone(),
         acme_names,
     }));
+    let creator: Arc<dyn portico_fleet::deploy::AppCreator> = reloader.clone();
+    deployments.set_creator(Arc::downgrade(&creator));
     let mut background = vec![tokio::spawn(reload_on_sighup(reloader.clone()))];
     match control::bind(&data_dir) {
         Ok(socket) => background.push(tokio::spawn(control::serve(socket, reloader.clone()))),

@@ -891,3 +891,115 @@ async fn in_the_portal_an_owner_makes_a_token_that_deploys_and_an_admin_rolls_ba
     );
     assert!(printed(&after).contains("revoked"), "{}", printed(&after));
 }
+
+/// What a signed-in visitor sees of a new app's version, by its path address.
+async fn version_seen_by(visitor: &portico_testkit::Visitor, app: &str) -> (u16, String) {
+    let response = visitor
+        .get(&format!("{}/apps/{app}/_dash-layout", visitor.portal()))
+        .await;
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap();
+    let version = ["v1", "v2", "v3"]
+        .into_iter()
+        .find(|v| body.contains(&format!("Release {v}")))
+        .unwrap_or("none");
+    (status, version.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_creator_makes_a_new_app_by_deploying_to_a_new_name_and_it_outlives_a_restart() {
+    use nix::sys::signal::Signal;
+    use portico_testkit::Visitor;
+    let work = tempfile::tempdir().unwrap();
+    let app = AppConfig::new(APP, version(work.path(), "v1"));
+    let config = PorticoConfig {
+        sections: "[deploy]\ncreators = { groups = [\"analysts\"] }\n".into(),
+        ..PorticoConfig::default()
+    }
+    .with_app(app);
+    let mut portico = Portico::start(BIN, config).await;
+    portico.add_user("ada@example.com", "a-long-enough-password-1", &["analysts"]);
+    portico.add_user("bob@example.com", "a-long-enough-password-2", &[]);
+    let ada = token(&portico, "ada@example.com", "deploy");
+    let bob = token(&portico, "bob@example.com", "deploy");
+    let v2 = version(work.path(), "v2");
+    let v2 = v2.to_str().unwrap();
+
+    let refused = as_holder(&portico, &bob, &["deploy", v2, "--app", "fresh"]);
+    assert!(!refused.status.success());
+    assert!(
+        printed(&refused).contains("bob@example.com may not make one"),
+        "{}",
+        printed(&refused)
+    );
+    let bad_name = as_holder(&portico, &ada, &["deploy", v2, "--app", "Not_A_Name"]);
+    assert!(
+        printed(&bad_name).contains("cannot name an app"),
+        "{}",
+        printed(&bad_name)
+    );
+
+    let made = as_holder(&portico, &ada, &["deploy", v2, "--app", "fresh"]);
+    let output = printed(&made);
+    assert!(made.status.success(), "{output}");
+    assert!(output.contains("Release 1 of fresh is live"), "{output}");
+
+    // Only its creator (and admins) may open it, until an operator declares it.
+    let ada_browser = Visitor::new(&portico, &[]);
+    ada_browser
+        .sign_in("ada@example.com", "a-long-enough-password-1")
+        .await;
+    assert_eq!(
+        version_seen_by(&ada_browser, "fresh").await,
+        (200, "v2".into())
+    );
+    let bob_browser = Visitor::new(&portico, &[]);
+    bob_browser
+        .sign_in("bob@example.com", "a-long-enough-password-2")
+        .await;
+    assert_eq!(version_seen_by(&bob_browser, "fresh").await.0, 403);
+    let bobs_deploy = as_holder(&portico, &bob, &["deploy", v2, "--app", "fresh"]);
+    assert!(printed(&bobs_deploy).contains("is not an owner of \"fresh\""));
+
+    // A reload keeps it; so does a restart, on its live release.
+    assert!(portico.cli(&["reload"]).status.success());
+    assert_eq!(
+        version_seen_by(&ada_browser, "fresh").await,
+        (200, "v2".into())
+    );
+    portico.signal(Signal::SIGTERM);
+    portico.wait_exit(Duration::from_secs(30)).await;
+    portico.start_again().await;
+    eventually(
+        "the made app to serve after a restart",
+        Duration::from_secs(60),
+        || async {
+            (version_seen_by(&ada_browser, "fresh").await == (200, "v2".into())).then_some(())
+        },
+    )
+    .await;
+    let v3 = version(work.path(), "v3");
+    let again = as_holder(
+        &portico,
+        &ada,
+        &["deploy", v3.to_str().unwrap(), "--app", "fresh"],
+    );
+    assert!(
+        printed(&again).contains("Release 2 of fresh is live"),
+        "{}",
+        printed(&again)
+    );
+    // Her open session stays on release 1; a new one gets release 2.
+    assert_eq!(
+        version_seen_by(&ada_browser, "fresh").await,
+        (200, "v2".into())
+    );
+    let new_session = Visitor::new(&portico, &[]);
+    new_session
+        .sign_in("ada@example.com", "a-long-enough-password-1")
+        .await;
+    assert_eq!(
+        version_seen_by(&new_session, "fresh").await,
+        (200, "v3".into())
+    );
+}

@@ -94,6 +94,31 @@ pub async fn caller(state: &ConsoleState, headers: &HeaderMap) -> Result<Caller,
     Ok(Caller { user, token })
 }
 
+/// The caller if they may make the app `app` by deploying to it: it does not exist, the
+/// name can be one, the token's scopes cover it, and its user is an admin or one of
+/// `[deploy] creators`.
+pub async fn creator(
+    state: &ConsoleState,
+    headers: &HeaderMap,
+    app: &str,
+) -> Result<Caller, ApiError> {
+    let caller = caller(state, headers).await?;
+    let may = caller.user.admin || state.deployments.config().creators.may_deploy(&caller.user);
+    if !may || !caller.token.scoped_for_deploy(app) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("there is no app \"{app}\", and {} may not make one; ask an administrator to add you to [deploy] creators, or to declare the app", caller.user.email),
+        ));
+    }
+    if !portico_core::config::is_dns_label(app) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("\"{app}\" cannot name an app: use 1-63 lowercase letters, digits and '-', not starting or ending with '-'"),
+        ));
+    }
+    Ok(caller)
+}
+
 /// The caller if they may deploy `app`: the app exists, the token's scopes cover it, and
 /// its user is an admin or one of the app's owners.
 pub async fn deployer(

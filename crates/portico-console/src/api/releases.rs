@@ -9,7 +9,7 @@
 //! | `GET /api/v1/apps/{app}/releases/{n}/log?follow=1[&from=end]` | its build log; with `follow`, streamed until the deploy is over (from its end: only what is added now) |
 //! | `POST /api/v1/apps/{app}/rollback` | `{"release": n}` or `{}` (the one before the live one) → 202 |
 
-use super::{deployer, internal, ApiError};
+use super::{creator, deployer, internal, ApiError};
 use crate::ConsoleState;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -98,7 +98,13 @@ pub async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let caller = deployer(&state, &headers, &app).await?;
+    // A name no app has makes a new app, for those allowed to.
+    let exists = state.routes.load().get(&app).is_some();
+    let caller = if exists {
+        deployer(&state, &headers, &app).await?
+    } else {
+        creator(&state, &headers, &app).await?
+    };
     let commit = commit_of(&headers)?;
     let limit = state.deployments.config().max_upload_bytes;
     let too_large = || {
@@ -135,11 +141,18 @@ pub async fn upload(
             ));
         }
     };
-    let release = state
-        .deployments
-        .deploy_bundle(&app, &path, &caller.user.email, "upload", commit.as_deref())
-        .await
-        .map_err(refused)?;
+    let deployed = if exists {
+        state
+            .deployments
+            .deploy_bundle(&app, &path, &caller.user.email, "upload", commit.as_deref())
+            .await
+    } else {
+        state
+            .deployments
+            .create_app(&app, &path, &caller.user.email, commit.as_deref())
+            .await
+    };
+    let release = deployed.map_err(refused)?;
     audit(
         &state,
         &caller.user.email,

@@ -15,6 +15,7 @@ pub struct RawDeploy {
     pub drain_timeout_secs: Option<u64>,
     pub keep_releases: Option<u32>,
     pub branch: Option<String>,
+    pub creators: Option<toml::Value>,
 }
 
 /// `[deploy]`.
@@ -32,6 +33,8 @@ pub struct DeployConfig {
     pub keep_releases: u32,
     /// The branch whose pushes (`git push portico main`) are deployed.
     pub branch: String,
+    /// Who may make a new app by deploying to a name no app has (admins always may).
+    pub creators: Owners,
 }
 
 impl Default for DeployConfig {
@@ -42,6 +45,7 @@ impl Default for DeployConfig {
             drain_timeout: Duration::from_secs(3600),
             keep_releases: 5,
             branch: "main".to_owned(),
+            creators: Owners::default(),
         }
     }
 }
@@ -98,12 +102,14 @@ pub(super) fn deploy(raw: RawDeploy, problems: &mut Vec<Problem>) -> DeployConfi
             format!("= \"{branch}\" is not a branch name Portico deploys; write letters, digits, '-', '_', '.' and '/', e.g. \"main\""),
         ));
     }
+    let creators = owners("deploy.creators", raw.creators.as_ref(), problems);
     DeployConfig {
         max_upload_bytes,
         max_unpacked_bytes,
         drain_timeout: Duration::from_secs(drain),
         keep_releases,
         branch,
+        creators,
     }
 }
 

@@ -626,6 +626,7 @@ fn apps(
             access,
             owners,
             webhook,
+            deployed_only: false,
             firewall,
             scale,
             per_user,

@@ -16,6 +16,7 @@ use super::{environment_label, logged, replicas, FirstReady, Slot, Supervisor};
 use crate::deploy::Rollout;
 use portico_build::LaunchSpec;
 use portico_core::routes::update_app;
+use portico_core::AppStatus;
 use portico_store::{ReleaseRow, ReleaseState};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -174,6 +175,13 @@ impl Supervisor {
                     self.event(None, "release-missing", &message).await;
                 }
             }
+        }
+        if self.app.spec.deployed_only {
+            // Made by a deploy: there is no folder in the config to fall back to.
+            return Err((
+                "it has no release to serve yet; deploy one".to_owned(),
+                NO_RELEASE,
+            ));
         }
         let launch = self
             .prepare(&self.config_build_log(), true)
@@ -534,38 +542,72 @@ impl Supervisor {
         self.event(None, "deploy-failed", &message).await;
     }
 
-    /// The app could not start from its live release: deploys are how an analyst fixes
-    /// that, so each is built in turn until one builds, which then goes live (there is
-    /// nothing serving to protect). `None` when Portico stops first.
+    /// The app could not start from its live release (or has none yet): deploys are how
+    /// an analyst fixes that, so each is built in turn until one builds. Its replicas then
+    /// start, and it goes live once one is ready (see [`Supervisor::first_release_settled`]).
+    /// `None` when Portico stops first.
     pub(super) async fn wait_for_fixing_deploy(
         &self,
         deploys: &mut mpsc::Receiver<Rollout>,
-    ) -> Option<Release> {
+    ) -> Option<(Release, ReleaseRow)> {
         let mut stop = self.stop.clone();
         loop {
             let rollout = tokio::select! {
                 _ = stop.wait_for(|stop| *stop) => return None,
                 rollout = deploys.recv() => rollout?,
             };
+            self.set_status(AppStatus::Building, None).await;
             let built = self.build_release(rollout).await;
             match built.outcome {
                 Ok(release) => {
-                    logged(self.context.store.make_live(release.id).await);
-                    note(
-                        &self.build_log_of(&built.release),
-                        &format!("Release {} is live", release.number),
+                    logged(
+                        self.context
+                            .store
+                            .set_release_state(release.id, ReleaseState::Starting, None)
+                            .await,
                     );
-                    let message = format!("release {} is live", release.number);
-                    self.event(None, "live", &message).await;
-                    return Some(release);
+                    return Some((release, built.release));
                 }
                 Err(reason) => {
                     let reason = format!("the build failed: {reason}");
                     self.deploy_failed(&built.release, built.rollback, &reason)
                         .await;
+                    self.set_status(AppStatus::Failed(reason), None).await;
                 }
             }
         }
+    }
+
+    /// The first release of an app that had none serving: live once one of its first
+    /// replicas is ready, failed when all of them failed to become ready. Returns whether
+    /// it is settled (and so no longer pending). With no replica to wait for (`min = 0`) it
+    /// is live at once.
+    pub(super) async fn first_release_settled(&self, release: &ReleaseRow, slots: &[Slot]) -> bool {
+        let outcomes: Vec<Option<Result<(), String>>> = slots
+            .iter()
+            .filter_map(|s| s.first_ready.as_ref().map(|f| f.outcome()))
+            .collect();
+        let live = outcomes.is_empty() || outcomes.iter().any(|o| matches!(o, Some(Ok(()))));
+        if live {
+            logged(self.context.store.make_live(release.id).await);
+            note(
+                &self.build_log_of(release),
+                &format!("Release {} is live", release.number),
+            );
+            let message = format!("release {} is live", release.number);
+            self.event(None, "live", &message).await;
+            return true;
+        }
+        if outcomes.iter().all(Option::is_some) {
+            let reason = outcomes
+                .into_iter()
+                .find_map(|o| o.and_then(Result::err))
+                .unwrap_or_default();
+            let reason = format!("its replica did not become ready: {reason}");
+            self.deploy_failed(release, false, &reason).await;
+            return true;
+        }
+        false
     }
 
     /// The app stopped: deploys still queued for it will not run.
@@ -611,6 +653,9 @@ impl Supervisor {
         rollouts.current = None;
     }
 }
+
+/// `initial_release`'s error kind for an app made by a deploy that has no release yet.
+pub(super) const NO_RELEASE: &str = "no-release";
 
 const STOPPED_DURING_DEPLOY: &str =
     "the app stopped during the deploy (Portico stopped, or its config changed); deploy again";
