@@ -1,0 +1,120 @@
+//! Deploys of a container app on a real Docker daemon: each release is an image built from
+//! the uploaded folder (its own Dockerfile here), rolled out like any release. A sticky
+//! session stays on the old container while new sessions reach the new one; an image that
+//! fails to build leaves the live release serving (a deploy never falls back to an older
+//! image silently); rollback runs the earlier image again without building.
+
+use portico_testkit::docker::test_server_image;
+use portico_testkit::{AppConfig, Portico, PorticoConfig};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+const BIN: &str = env!("CARGO_BIN_EXE_portico");
+
+/// A folder whose Dockerfile makes the test server say `version`.
+fn version(parent: &Path, version: &str, extra: &str) -> PathBuf {
+    let dir = parent.join(version);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("Dockerfile"),
+        format!(
+            "FROM {}\nENV VERSION={version}\n{extra}",
+            test_server_image()
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+fn deploy(portico: &Portico, token: &str, args: &[&str]) -> (bool, String) {
+    let output: Output = portico_testkit::run_cli(
+        Path::new(BIN),
+        &portico.config_path,
+        args,
+        "",
+        &[("PORTICO_TOKEN", token)],
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// The version a client with `cookie` (or a new one) reaches, and the sticky cookie it gets.
+async fn version_seen(portico: &Portico, cookie: Option<&str>) -> (String, Option<String>) {
+    let mut request = portico
+        .client()
+        .get(format!("{}env?name=VERSION", portico.app_host_url("own")));
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    let response = request.send().await.unwrap();
+    let sticky = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("portico_replica_own="))
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned);
+    (response.text().await.unwrap().trim().to_owned(), sticky)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_container_app_is_deployed_as_images_rolled_out_and_rolled_back() {
+    let work = tempfile::tempdir().unwrap();
+    let app = AppConfig::new("own", version(work.path(), "v1", "")).with(
+        "runtime = \"docker\"\nowners = { users = [\"ada@example.com\"] }\nscale = { idle_timeout_secs = 4 }",
+    );
+    let portico = Portico::start(BIN, PorticoConfig::default().with_app(app)).await;
+    portico.add_user("ada@example.com", "a-long-enough-password-1", &[]);
+    let made = portico.cli(&["tokens", "create", "ada@example.com", "--name", "t"]);
+    let token = String::from_utf8_lossy(&made.stdout)
+        .split_whitespace()
+        .find(|w| w.starts_with("portico_"))
+        .unwrap()
+        .to_owned();
+
+    let (seen, cookie) = version_seen(&portico, None).await;
+    assert_eq!(seen, "v1");
+    let cookie = cookie.expect("a sticky cookie");
+
+    let v2 = version(work.path(), "v2", "");
+    let (ok, output) = deploy(
+        &portico,
+        &token,
+        &["deploy", v2.to_str().unwrap(), "--app", "own"],
+    );
+    assert!(ok, "{output}");
+    assert!(output.contains("Release 2 of own is live"), "{output}");
+    assert_eq!(version_seen(&portico, None).await.0, "v2");
+    assert_eq!(
+        version_seen(&portico, Some(&cookie)).await.0,
+        "v1",
+        "the open session stays on its container"
+    );
+
+    let broken = version(work.path(), "v3", "COPY analysts-typo.csv /data/\n");
+    let (ok, output) = deploy(
+        &portico,
+        &token,
+        &["deploy", broken.to_str().unwrap(), "--app", "own"],
+    );
+    assert!(!ok, "{output}");
+    assert!(
+        output.contains("analysts-typo.csv"),
+        "the build's error: {output}"
+    );
+    assert_eq!(
+        version_seen(&portico, None).await.0,
+        "v2",
+        "release 2 serves on"
+    );
+
+    let (ok, output) = deploy(&portico, &token, &["rollback", "own", "1"]);
+    assert!(ok, "{output}");
+    assert!(output.contains("is up to date"), "nothing is rebuilt: {output}");
+    assert_eq!(version_seen(&portico, None).await.0, "v1");
+}
