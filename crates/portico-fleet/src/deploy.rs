@@ -214,11 +214,6 @@ impl Deployments {
         }
     }
 
-    /// Whether the app exists (is supervised).
-    pub fn knows(&self, app: &str) -> bool {
-        self.apps.lock().is_ok_and(|apps| apps.contains_key(app))
-    }
-
     fn spec(&self, app: &str) -> Result<AppSpec, DeployError> {
         let apps = self
             .apps

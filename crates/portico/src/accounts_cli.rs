@@ -110,16 +110,6 @@ fn password_from_stdin() -> Result<String, String> {
     Ok(line)
 }
 
-fn finish(result: Result<(), String>) -> ExitCode {
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("portico: {message}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
 fn show_generated(email: &str, password: Option<String>) {
     if let Some(password) = password {
         println!("Password for {email} (shown only this once):\n    {password}");
@@ -127,7 +117,7 @@ fn show_generated(email: &str, password: Option<String>) {
 }
 
 pub async fn users(explicit: Option<PathBuf>, command: UsersCommand) -> ExitCode {
-    finish(run_users(explicit, command).await)
+    crate::output::finish(run_users(explicit, command).await)
 }
 
 /// Links and, when configured, the mailer, from the config file.
@@ -364,7 +354,7 @@ fn print_users(users: &[UserSummary], with_mfa: &[i64], json: bool) {
 }
 
 pub async fn groups(explicit: Option<PathBuf>, command: GroupsCommand) -> ExitCode {
-    finish(run_groups(explicit, command).await)
+    crate::output::finish(run_groups(explicit, command).await)
 }
 
 async fn run_groups(explicit: Option<PathBuf>, command: GroupsCommand) -> Result<(), String> {
@@ -411,7 +401,7 @@ async fn run_groups(explicit: Option<PathBuf>, command: GroupsCommand) -> Result
 }
 
 pub async fn audit(explicit: Option<PathBuf>, limit: i64, json: bool) -> ExitCode {
-    finish(
+    crate::output::finish(
         async {
             let accounts = accounts(explicit).await?;
             let rows = accounts
@@ -447,7 +437,7 @@ pub enum KeysCommand {
 }
 
 pub async fn keys(explicit: Option<PathBuf>, command: KeysCommand) -> ExitCode {
-    finish(
+    crate::output::finish(
         async {
             let secrets = SecretBox::for_data_dir(&data_dir(explicit.clone())?).map_err(|e| e.to_string())?;
             let accounts = accounts(explicit).await?;

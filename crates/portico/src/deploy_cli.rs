@@ -190,16 +190,6 @@ impl Api {
     }
 }
 
-fn finish(result: Result<(), String>) -> ExitCode {
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("portico: {message}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
 /// The app a folder deploys to when `--app` is not given: the folder's name.
 fn app_name(dir: &Path, app: Option<String>) -> Result<String, String> {
     if let Some(app) = app {
@@ -239,7 +229,7 @@ pub async fn deploy(
     no_wait: bool,
     connection: Connection,
 ) -> ExitCode {
-    finish(deploy_folder(config, &dir, app, no_wait, &connection).await)
+    crate::output::finish(deploy_folder(config, &dir, app, no_wait, &connection).await)
 }
 
 async fn deploy_folder(
@@ -304,7 +294,7 @@ pub async fn releases(
     json: bool,
     connection: Connection,
 ) -> ExitCode {
-    finish(list(config, &app, json, &connection).await)
+    crate::output::finish(list(config, &app, json, &connection).await)
 }
 
 async fn list(
@@ -359,7 +349,7 @@ pub async fn rollback(
     no_wait: bool,
     connection: Connection,
 ) -> ExitCode {
-    finish(roll_back(config, &app, release, no_wait, &connection).await)
+    crate::output::finish(roll_back(config, &app, release, no_wait, &connection).await)
 }
 
 async fn roll_back(

@@ -23,3 +23,14 @@ pub fn init_logging(format: LogFormat) {
         LogFormat::Json => builder.json().init(),
     }
 }
+
+/// A command's exit: success, or `portico: <message>` on stderr and failure.
+pub fn finish(result: Result<(), String>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("portico: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

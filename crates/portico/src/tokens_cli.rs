@@ -43,13 +43,7 @@ pub enum TokensCommand {
 }
 
 pub async fn run(explicit: Option<PathBuf>, command: TokensCommand) -> ExitCode {
-    match tokens(explicit, command).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("portico: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::output::finish(tokens(explicit, command).await)
 }
 
 async fn tokens(explicit: Option<PathBuf>, command: TokensCommand) -> Result<(), String> {

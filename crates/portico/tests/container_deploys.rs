@@ -115,6 +115,9 @@ async fn a_container_app_is_deployed_as_images_rolled_out_and_rolled_back() {
 
     let (ok, output) = deploy(&portico, &token, &["rollback", "own", "1"]);
     assert!(ok, "{output}");
-    assert!(output.contains("is up to date"), "nothing is rebuilt: {output}");
+    assert!(
+        output.contains("is up to date"),
+        "nothing is rebuilt: {output}"
+    );
     assert_eq!(version_seen(&portico, None).await.0, "v1");
 }
