@@ -302,11 +302,15 @@ impl Store {
         Ok(latest.map(|(environment,)| environment))
     }
 
-    /// Marks releases queued, building or starting when Portico stopped as failed: their
-    /// deploy was interrupted and will not resume by itself.
+    /// Settles releases queued, building or starting when Portico stopped: their deploy was
+    /// interrupted and will not resume by itself. A new release is failed; one being rolled
+    /// back to (it was live before, so it has finished) is superseded again.
     pub async fn fail_interrupted_releases(&self) -> Result<u64> {
         let done = sqlx::query(
-            "UPDATE releases SET state = 'failed', reason = 'Portico stopped during the deploy; deploy again', finished_at = ?
+            "UPDATE releases SET
+                state = CASE WHEN finished_at IS NULL THEN 'failed' ELSE 'superseded' END,
+                reason = 'Portico stopped during the deploy; deploy again',
+                finished_at = COALESCE(finished_at, ?)
              WHERE state IN ('queued', 'building', 'starting')",
         )
         .bind(now())

@@ -173,7 +173,18 @@ async fn deployed_releases_are_numbered_and_one_is_live() {
             (1, ReleaseState::Superseded)
         ]
     );
-    assert_eq!(store.fail_interrupted_releases().await.unwrap(), 2);
+    // Release 1 is being rolled back to when Portico stops.
+    store
+        .set_release_state(first, ReleaseState::Queued, None)
+        .await
+        .unwrap();
+    assert_eq!(store.fail_interrupted_releases().await.unwrap(), 3);
+    let back = store.release("sales", 1).await.unwrap().unwrap();
+    assert_eq!(
+        back.state,
+        ReleaseState::Superseded,
+        "it can still be rolled back to"
+    );
     let third = store.release("sales", 3).await.unwrap().unwrap();
     assert_eq!(third.state, ReleaseState::Failed);
     assert!(third.reason.unwrap().contains("deploy again"));
