@@ -1003,3 +1003,59 @@ async fn a_creator_makes_a_new_app_by_deploying_to_a_new_name_and_it_outlives_a_
         (200, "v3".into())
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_still_on_the_old_release_at_the_drain_deadline_is_ended() {
+    let work = tempfile::tempdir().unwrap();
+    let app = AppConfig::new(APP, version(work.path(), "v1"))
+        .with("owners = { users = [\"ada@example.com\"] }");
+    let config = PorticoConfig {
+        sections: "[deploy]\ndrain_timeout_secs = 2\n".into(),
+        ..PorticoConfig::default()
+    }
+    .with_app(app);
+    let portico = Portico::start(BIN, config).await;
+    portico.add_user("ada@example.com", "a-long-enough-password-1", &[]);
+    let ada = token(&portico, "ada@example.com", "deploy");
+    let (_, cookie) = layout_version(&portico, None).await;
+    let mut request = format!("ws://{APP}.localhost:{}/ws", portico.port)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("cookie", cookie.unwrap().parse().unwrap());
+    let mut socket = open_websocket_with(portico.port, request).await;
+    assert_eq!(echo(&mut socket, "hello").await, "v1: hello");
+    let old = ready_replicas(&portico);
+
+    let v2 = version(work.path(), "v2");
+    let deployed = as_holder(
+        &portico,
+        &ada,
+        &["deploy", v2.to_str().unwrap(), "--app", APP],
+    );
+    assert!(deployed.status.success(), "{}", printed(&deployed));
+    eventually(
+        "the old replica to stop at the drain deadline",
+        Duration::from_secs(30),
+        || async { (!ready_replicas(&portico).contains(&old[0])).then_some(()) },
+    )
+    .await;
+    // The session on it has ended: its socket is closed.
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match socket.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the WebSocket on the stopped replica was closed"
+    );
+    assert!(portico
+        .log()
+        .contains("sessions were still on it when deploy.drain_timeout_secs passed"));
+}
