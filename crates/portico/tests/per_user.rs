@@ -241,3 +241,63 @@ async fn everyone_gets_a_private_instance_culled_when_idle_with_a_home_that_stay
     let listing = String::from_utf8(portico.cli(&["replicas", "notes"]).stdout).unwrap();
     assert!(listing.contains("ada@example.com"), "{listing}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deploy_reaches_new_instances_while_a_running_one_keeps_its_release() {
+    let portico = Portico::start(BIN, config()).await;
+    for email in ["ada@example.com", "bob@example.com", "root@example.com"] {
+        portico.add_user(email, PASSWORD, &["analysts"]);
+    }
+    assert!(portico
+        .cli(&["users", "set-admin", "root@example.com"])
+        .status
+        .success());
+    let ada = signed_in(&portico, "ada@example.com").await;
+    let before = notebook(&portico, &ada).await;
+    assert_eq!(before["version"], Value::Null);
+
+    // Release 2 says which it is.
+    let work = tempfile::tempdir().unwrap();
+    let source = std::fs::read_to_string(fixtures_dir().join("notes/app.py")).unwrap();
+    std::fs::write(
+        work.path().join("app.py"),
+        source.replace(
+            "return jsonify(\n",
+            "return jsonify(\n        version=\"v2\",\n",
+        ),
+    )
+    .unwrap();
+    std::fs::copy(
+        fixtures_dir().join("notes/requirements.txt"),
+        work.path().join("requirements.txt"),
+    )
+    .unwrap();
+    let made = portico.cli(&["tokens", "create", "root@example.com", "--name", "t"]);
+    let token = String::from_utf8_lossy(&made.stdout)
+        .split_whitespace()
+        .find(|w| w.starts_with("portico_"))
+        .unwrap()
+        .to_owned();
+    let deployed = portico_testkit::run_cli(
+        std::path::Path::new(BIN),
+        &portico.config_path,
+        &["deploy", work.path().to_str().unwrap(), "--app", "notes"],
+        "",
+        &[("PORTICO_TOKEN", &token)],
+    );
+    let output = String::from_utf8_lossy(&deployed.stdout).into_owned();
+    assert!(
+        deployed.status.success(),
+        "{output}{}",
+        String::from_utf8_lossy(&deployed.stderr)
+    );
+    assert!(output.contains("Release 2 of notes is live"), "{output}");
+    assert!(portico.log().contains("new instances start on it"));
+
+    // Ada's instance runs on, on release 1; Bob's new one is release 2.
+    let still = notebook(&portico, &ada).await;
+    assert_eq!(still["replica"], before["replica"]);
+    assert_eq!(still["version"], Value::Null);
+    let bob = signed_in(&portico, "bob@example.com").await;
+    assert_eq!(notebook(&portico, &bob).await["version"], "v2");
+}
