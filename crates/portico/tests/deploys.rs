@@ -172,6 +172,19 @@ async fn a_deploy_reaches_new_sessions_while_an_open_session_stays_on_its_releas
     let listed = printed(&as_holder(&portico, &ada, &["releases", APP]));
     assert!(listed.contains("live"), "{listed}");
     assert!(listed.contains("ada@example.com"), "{listed}");
+    let json = as_holder(&portico, &ada, &["releases", APP, "--json"]);
+    let releases: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let second = &releases[0];
+    assert_eq!(
+        (second["number"].as_i64(), second["state"].as_str()),
+        (Some(2), Some("live"))
+    );
+    assert_eq!(second["origin"], "upload");
+    assert_eq!(
+        second["environment"], releases[1]["environment"],
+        "the same requirements share one environment: {releases}"
+    );
+    assert!(!second["environment"].as_str().unwrap().is_empty());
     let audit = portico.cli(&["audit", "--json"]);
     let actions = portico_testkit::audit_actions(&audit.stdout);
     assert!(actions.contains(&"app.deploy".to_owned()), "{actions:?}");

@@ -32,6 +32,8 @@ pub struct ReleaseView {
     pub number: i64,
     pub state: ReleaseState,
     pub framework: String,
+    /// What its build made: a Python environment's digest, `image <tag>`, or `system`.
+    pub environment: String,
     pub origin: String,
     pub deployed_by: Option<String>,
     pub commit: Option<String>,
@@ -50,6 +52,7 @@ impl ReleaseView {
             number: row.number,
             state: row.state,
             framework: row.framework,
+            environment: row.environment,
             origin: row.origin,
             deployed_by: row.deployed_by,
             commit: row.commit_id,
