@@ -36,6 +36,14 @@ pub struct Rollout {
     pub rollback: bool,
 }
 
+/// A rollback queued: its release, and where in the release's build log (which holds its
+/// earlier builds) what this rollout writes begins.
+#[derive(Debug)]
+pub struct RolledBack {
+    pub release: ReleaseRow,
+    pub log_from: u64,
+}
+
 /// Why a deploy or rollback was refused. Every message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
@@ -397,7 +405,7 @@ impl Deployments {
         &self,
         app: &str,
         number: Option<i64>,
-    ) -> Result<ReleaseRow, DeployError> {
+    ) -> Result<RolledBack, DeployError> {
         let spec = self.spec(app)?;
         let releases = self.store.releases(app).await?;
         let live = releases.iter().find(|r| r.state == ReleaseState::Live);
@@ -443,6 +451,8 @@ impl Deployments {
         }
         let detected = portico_build::detect(&spec)
             .map_err(|e| DeployError::NotAnApp(format!("release {}: {e}", target.number)))?;
+        // What the log holds before this rollout writes to it: its follower starts there.
+        let log_from = std::fs::metadata(self.build_log(target)).map_or(0, |m| m.len());
         self.store
             .set_release_state(target.id, ReleaseState::Queued, None)
             .await?;
@@ -454,7 +464,7 @@ impl Deployments {
             rollback: true,
         })
         .await?;
-        Ok(release)
+        Ok(RolledBack { release, log_from })
     }
 
     async fn submit(&self, rollout: Rollout) -> Result<(), DeployError> {

@@ -15,7 +15,7 @@ pub mod scaler;
 pub mod storage;
 pub mod supervisor;
 
-pub use deploy::{DeployError, Deployments, Rollout};
+pub use deploy::{DeployError, Deployments, RolledBack, Rollout};
 pub use docker::DockerRuntime;
 pub use process::ProcessRuntime;
 pub use runtime::{Adoptable, Exit, Replica, ReplicaSpec, Runtime, StartError};

@@ -38,6 +38,9 @@ struct ReleaseView {
     created_at: String,
     reason: Option<String>,
     urls: Vec<String>,
+    /// A rollback's: where its part of the build log begins.
+    #[serde(default)]
+    log_from: Option<u64>,
 }
 
 struct Api {
@@ -153,9 +156,9 @@ impl Api {
 
     /// Prints the release's build log as it is written, until the deploy is over, then
     /// returns how it ended.
-    /// `from_end`: only what is added from now on (a rollback's log holds earlier builds).
-    async fn follow(&self, app: &str, number: i64, from_end: bool) -> Result<ReleaseView, String> {
-        let from = if from_end { "&from=end" } else { "" };
+    /// `from`: the byte of the log to start at (a rollback's log holds earlier builds).
+    async fn follow(&self, app: &str, number: i64, from: u64) -> Result<ReleaseView, String> {
+        let from = format!("&from={from}");
         let path = format!("apps/{app}/releases/{number}/log?follow=1{from}");
         let response = self
             .client
@@ -264,12 +267,12 @@ async fn deploy_folder(
     if no_wait {
         return Ok(());
     }
-    settle(&api, &app, release.number, false).await
+    settle(&api, &app, release.number, 0).await
 }
 
 /// Follows a deploy or rollback to its end: `Ok` when its release went live.
-async fn settle(api: &Api, app: &str, number: i64, from_end: bool) -> Result<(), String> {
-    let release = api.follow(app, number, from_end).await?;
+async fn settle(api: &Api, app: &str, number: i64, from: u64) -> Result<(), String> {
+    let release = api.follow(app, number, from).await?;
     match release.state.as_str() {
         "live" => {
             println!(
@@ -375,7 +378,7 @@ async fn roll_back(
     if no_wait {
         return Ok(());
     }
-    settle(&api, app, target.number, true).await
+    settle(&api, app, target.number, target.log_from.unwrap_or(0)).await
 }
 
 fn human_size(bytes: u64) -> String {

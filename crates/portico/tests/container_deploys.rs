@@ -66,7 +66,9 @@ async fn version_seen(portico: &Portico, cookie: Option<&str>) -> (String, Optio
 async fn a_container_app_is_deployed_as_images_rolled_out_and_rolled_back() {
     let work = tempfile::tempdir().unwrap();
     let app = AppConfig::new("own", version(work.path(), "v1", "")).with(
-        "runtime = \"docker\"\nowners = { users = [\"ada@example.com\"] }\nscale = { idle_timeout_secs = 4 }",
+        // The default idle timeout (5 minutes) keeps the sticky session's replica draining
+        // for the whole test.
+        "runtime = \"docker\"\nowners = { users = [\"ada@example.com\"] }",
     );
     let portico = Portico::start(BIN, PorticoConfig::default().with_app(app)).await;
     portico.add_user("ada@example.com", "a-long-enough-password-1", &[]);

@@ -6,7 +6,7 @@
 //! | `POST /api/v1/apps/{app}/releases` | body: the `.tar.gz` bundle; `X-Portico-Commit` optional → 202, the queued release |
 //! | `GET /api/v1/apps/{app}/releases` | the releases, newest first |
 //! | `GET /api/v1/apps/{app}/releases/{n}` | one release |
-//! | `GET /api/v1/apps/{app}/releases/{n}/log?follow=1[&from=end]` | its build log; with `follow`, streamed until the deploy is over (from its end: only what is added now) |
+//! | `GET /api/v1/apps/{app}/releases/{n}/log?follow=1[&from=end\|<offset>]` | its build log; with `follow`, streamed until the deploy is over; `from`: only what is added now, or from a byte offset (a rollback's `log_from`) |
 //! | `POST /api/v1/apps/{app}/rollback` | `{"release": n}` or `{}` (the one before the live one) → 202 |
 
 use super::{creator, deployer, internal, ApiError};
@@ -42,6 +42,9 @@ pub struct ReleaseView {
     pub reason: Option<String>,
     /// Where the app is served (host and path addresses).
     pub urls: [String; 2],
+    /// A rollback's: where its output begins in the build log (`log?from=`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_from: Option<u64>,
 }
 
 impl ReleaseView {
@@ -59,6 +62,7 @@ impl ReleaseView {
             created_at: row.created_at,
             finished_at: row.finished_at,
             reason: row.reason,
+            log_from: None,
         }
     }
 }
@@ -238,7 +242,7 @@ pub async fn show(
 pub struct LogQuery {
     #[serde(default)]
     follow: Option<String>,
-    /// `end`: follow only what is written from now on.
+    /// `end`: follow only what is written from now on; a number: from that byte.
     #[serde(default)]
     from: Option<String>,
 }
@@ -266,7 +270,13 @@ pub async fn log(
     // A rollback follows what its build adds to a log that already holds earlier builds.
     let offset = match query.from.as_deref() {
         Some("end") => tokio::fs::metadata(&path).await.map_or(0, |m| m.len()),
-        _ => 0,
+        Some(at) => at.parse().map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "from must be `end` or a byte offset, such as a rollback's log_from",
+            )
+        })?,
+        None => 0,
     };
     let stream = follow_log(state.clone(), app, number, path, offset).map(Ok::<_, std::io::Error>);
     Ok(text(Body::from_stream(stream)))
@@ -391,11 +401,12 @@ pub async fn rollback(
             )
         })?
     };
-    let release = state
+    let rolled = state
         .deployments
         .rollback(&app, request.release)
         .await
         .map_err(refused)?;
+    let release = rolled.release;
     audit(
         &state,
         &caller.user.email,
@@ -404,7 +415,9 @@ pub async fn rollback(
         &format!("to release {}", release.number),
     )
     .await;
-    Ok((StatusCode::ACCEPTED, Json(ReleaseView::of(&state, release))).into_response())
+    let mut view = ReleaseView::of(&state, release);
+    view.log_from = Some(rolled.log_from);
+    Ok((StatusCode::ACCEPTED, Json(view)).into_response())
 }
 
 pub(crate) async fn audit(

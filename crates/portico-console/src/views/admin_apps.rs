@@ -152,7 +152,8 @@ pub async fn rollback(
         .rollback(&form.app, Some(form.release))
         .await
     {
-        Ok(release) => {
+        Ok(rolled) => {
+            let release = rolled.release;
             let detail = format!("to release {}", release.number);
             if let Err(e) = state
                 .accounts
