@@ -18,7 +18,6 @@ pub struct AppRoute {
     pub description: Arc<str>,
     pub framework: Option<Framework>,
     pub status: AppStatus,
-    pub mount: MountStyle,
     /// Ready replicas; empty while none is ready. During a rollout it holds the replicas of
     /// more than one release: new sessions go only to [`AppRoute::current_release`]'s, and
     /// a session stuck to another release's replica stays there while it drains.
@@ -221,6 +220,9 @@ pub struct Endpoint {
     pub owner: Option<i64>,
     /// The release the replica runs.
     pub release: i64,
+    /// How it expects paths (its release's framework decides; a deploy may change it, and
+    /// a draining replica keeps its own).
+    pub mount: MountStyle,
 }
 
 impl Endpoint {
@@ -231,6 +233,7 @@ impl Endpoint {
             load: Arc::default(),
             owner: None,
             release: 0,
+            mount: MountStyle::Root,
         }
     }
 

@@ -44,7 +44,6 @@ mod tests {
     fn route(replicas: &[&str]) -> AppRoute {
         crate::test_route(
             portico_core::AppStatus::Running,
-            portico_core::MountStyle::Root,
             replicas
                 .iter()
                 .enumerate()

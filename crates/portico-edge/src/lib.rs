@@ -42,7 +42,6 @@ pub use telemetry::install_metrics_recorder;
 #[cfg(test)]
 pub(crate) fn test_route(
     status: portico_core::AppStatus,
-    mount: portico_core::MountStyle,
     endpoints: Vec<portico_core::Endpoint>,
 ) -> portico_core::AppRoute {
     portico_core::AppRoute {
@@ -51,7 +50,6 @@ pub(crate) fn test_route(
         description: "".into(),
         framework: None,
         status,
-        mount,
         endpoints: endpoints.into(),
         current_release: 0,
         access: std::sync::Arc::new(portico_core::Access::Public),

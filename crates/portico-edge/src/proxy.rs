@@ -87,7 +87,7 @@ impl Upstream {
                 }
             }
         }
-        parts.uri = upstream_uri(f.route, f.mode, f.endpoint.addr, &parts.uri)?;
+        parts.uri = upstream_uri(f.route, f.mode, f.endpoint, &parts.uri)?;
         parts.version = Version::HTTP_11;
 
         let headers = &mut parts.headers;
@@ -210,20 +210,20 @@ fn set_identity_headers(
 }
 
 /// The replica's URI for this request. The original path and query are reused as they are
-/// (no copy) unless the app's mount style needs the prefix added or removed.
+/// (no copy) unless the replica's mount style needs the prefix added or removed.
 fn upstream_uri(
     route: &AppRoute,
     mode: Mode,
-    endpoint: SocketAddr,
+    endpoint: &Endpoint,
     uri: &Uri,
 ) -> Result<Uri, ProxyError> {
     let mut parts = uri::Parts::default();
     parts.scheme = Some(uri::Scheme::HTTP);
     parts.authority = Some(
-        uri::Authority::try_from(endpoint.to_string().as_str())
+        uri::Authority::try_from(endpoint.addr.to_string().as_str())
             .map_err(|e| ProxyError::Request(e.to_string()))?,
     );
-    parts.path_and_query = match rewritten_path(route, mode, uri) {
+    parts.path_and_query = match rewritten_path(route, endpoint.mount, mode, uri) {
         Some(path_and_query) => Some(
             uri::PathAndQuery::try_from(path_and_query)
                 .map_err(|e| ProxyError::Request(e.to_string()))?,
@@ -239,13 +239,13 @@ fn upstream_uri(
 /// The path a replica expects (see `MountStyle`), or `None` when it is the request's own:
 /// prefixed apps always see `/apps/<name>/…`, root apps always see `/…`, whichever address
 /// the browser used.
-fn rewritten_path(route: &AppRoute, mode: Mode, uri: &Uri) -> Option<String> {
+fn rewritten_path(route: &AppRoute, mount: MountStyle, mode: Mode, uri: &Uri) -> Option<String> {
     let path = uri.path();
     let rest = path
         .strip_prefix(APPS_PATH)
         .and_then(|r| r.strip_prefix(&*route.name));
     let under_prefix = rest.is_some_and(|r| r.is_empty() || r.starts_with('/'));
-    let rewritten = match (route.mount, mode) {
+    let rewritten = match (mount, mode) {
         (MountStyle::Prefixed, Mode::Path) | (MountStyle::Root, Mode::Host) => return None,
         (MountStyle::Prefixed, Mode::Host) if under_prefix => return None,
         (MountStyle::Prefixed, Mode::Host) => format!("{}{path}", app_prefix(&route.name)),
@@ -277,13 +277,11 @@ mod tests {
     use super::*;
     use portico_core::AppStatus;
 
-    fn route(mount: MountStyle) -> AppRoute {
-        crate::test_route(AppStatus::Running, mount, vec![])
-    }
-
     fn rewrite(mount: MountStyle, mode: Mode, uri: &str) -> String {
-        let endpoint = SocketAddr::from(([127, 0, 0, 1], 5000));
-        let upstream = upstream_uri(&route(mount), mode, endpoint, &uri.parse().unwrap()).unwrap();
+        let route = crate::test_route(AppStatus::Running, vec![]);
+        let mut endpoint = Endpoint::new("sales-1", SocketAddr::from(([127, 0, 0, 1], 5000)));
+        endpoint.mount = mount;
+        let upstream = upstream_uri(&route, mode, &endpoint, &uri.parse().unwrap()).unwrap();
         assert_eq!(upstream.authority().unwrap().as_str(), "127.0.0.1:5000");
         upstream.path_and_query().unwrap().to_string()
     }

@@ -124,14 +124,10 @@ fn is_ip_literal(host: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portico_core::{AppStatus, MountStyle};
+    use portico_core::AppStatus;
 
     fn table() -> RouteTable {
-        RouteTable::new(vec![crate::test_route(
-            AppStatus::Starting,
-            MountStyle::Root,
-            vec![],
-        )])
+        RouteTable::new(vec![crate::test_route(AppStatus::Starting, vec![])])
     }
 
     fn target(host: &str, path: &str) -> String {

@@ -1402,8 +1402,8 @@ impl Supervisor {
     }
 
     /// Puts a ready replica into the route: from now on the edge sends it traffic.
-    fn add_endpoint(&self, endpoint: Endpoint) {
-        let mount = self.app_mount();
+    fn add_endpoint(&self, mut endpoint: Endpoint) {
+        endpoint.mount = self.app_mount();
         update_app(&self.context.routes, self.name(), |route| {
             let mut endpoints: Vec<Endpoint> = route
                 .endpoints
@@ -1414,7 +1414,6 @@ impl Supervisor {
             endpoints.push(endpoint.clone());
             route.endpoints = endpoints.into();
             route.status = AppStatus::Running;
-            route.mount = mount;
             route.framework = Some(self.app.detected.framework);
         });
         self.demand().changed();

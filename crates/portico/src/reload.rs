@@ -11,8 +11,8 @@
 
 use crate::check::{self, Validated};
 use portico_core::{
-    AppRoute, AppStatus, Config, Framework, LimitsConfig, MountStyle, PublicUrls, RouteTable,
-    SharedRoutes, TlsSource,
+    AppRoute, AppStatus, Config, Framework, LimitsConfig, PublicUrls, RouteTable, SharedRoutes,
+    TlsSource,
 };
 use portico_edge::tls::Certificates;
 use portico_edge::{Edge, GuardConfig};
@@ -275,7 +275,6 @@ impl Reloader {
                             .filter(|_| !fresh.contains(&app.spec.name.as_str()))
                         {
                             route.status = running.status.clone();
-                            route.mount = running.mount;
                             route.endpoints = running.endpoints.clone();
                             route.current_release = running.current_release;
                             // The supervisor listens on it.
@@ -318,7 +317,6 @@ pub fn app_route(app: &PreparedApp, limits: &LimitsConfig, urls: &PublicUrls) ->
         description: spec.description.as_str().into(),
         framework: Some(app.detected.framework),
         status: AppStatus::Building,
-        mount: MountStyle::Root,
         endpoints: Arc::from(Vec::new()),
         current_release: 0,
         access: Arc::new(spec.access.clone()),
