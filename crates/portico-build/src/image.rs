@@ -72,6 +72,27 @@ impl ImageBuilder {
         }
     }
 
+    /// Removes an image no release needs any more. An image a container still runs (or the
+    /// daemon away) is left for a later prune; that is said in Portico's log only.
+    pub async fn remove(&self, tag: &str) {
+        let removed = match self.client.get().await {
+            Ok(docker) => docker
+                .remove_image(
+                    tag,
+                    None::<bollard::query_parameters::RemoveImageOptions>,
+                    None,
+                )
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match removed {
+            Ok(()) => tracing::info!("removed the image {tag}: no kept release uses it"),
+            Err(e) => tracing::info!("kept the image {tag} for now: {e}"),
+        }
+    }
+
     /// Builds (or finds already built) the image of an app, appending the build's output to
     /// `log_path`.
     pub async fn build(

@@ -497,17 +497,28 @@ impl Deployments {
 
     /// Removes the files of the app's releases beyond the newest `keep` that are not live
     /// (nor in `in_use`, still draining), marking them pruned. The app's folder in the
-    /// config is never touched.
-    pub(crate) async fn prune(&self, app: &str, in_use: &[i64]) {
+    /// config is never touched. Returns the images (`image <tag>`) only pruned releases
+    /// used, for the caller to remove.
+    pub(crate) async fn prune(&self, app: &str, in_use: &[i64]) -> Vec<String> {
         let Ok(releases) = self.store.releases(app).await else {
-            return;
+            return Vec::new();
         };
-        let candidates = releases.iter().filter(|r| {
-            r.source_dir.is_some()
-                && matches!(r.state, ReleaseState::Superseded | ReleaseState::Failed)
-                && !in_use.contains(&r.id)
-        });
-        for release in candidates.skip(self.config.keep_releases as usize) {
+        let mut pruned = Vec::new();
+        let keep = self.config.keep_releases as usize;
+        // The newest `keep` releases one could roll back to are kept, and (apart) the newest
+        // `keep` failed ones, for their files to be looked at: failures take no good one's
+        // place. One still draining is never pruned, kept or not (a later prune may).
+        let beyond_kept = |state: ReleaseState| {
+            releases
+                .iter()
+                .filter(move |r| r.source_dir.is_some() && r.state == state)
+                .skip(keep)
+                .filter(|r| !in_use.contains(&r.id))
+        };
+        let candidates: Vec<&ReleaseRow> = beyond_kept(ReleaseState::Superseded)
+            .chain(beyond_kept(ReleaseState::Failed))
+            .collect();
+        for release in candidates {
             let Some(src) = release.source_dir.as_deref().map(Path::new) else {
                 continue;
             };
@@ -526,7 +537,31 @@ impl Deployments {
             {
                 tracing::warn!(app, "could not record a pruned release: {e}");
             }
+            pruned.push(release.id);
         }
+        // An image is shared by every release built from the same content.
+        let still_used = |environment: &str| {
+            releases.iter().any(|r| {
+                !pruned.contains(&r.id)
+                    && r.state != ReleaseState::Pruned
+                    && r.environment == environment
+            })
+        };
+        let mut images: Vec<String> = releases
+            .iter()
+            .filter(|r| pruned.contains(&r.id))
+            .filter_map(|r| {
+                r.environment
+                    .strip_prefix("image ")
+                    .map(|_| r.environment.clone())
+            })
+            .filter(|environment| !still_used(environment))
+            .collect();
+        images.dedup();
+        images
+            .into_iter()
+            .filter_map(|e| e.strip_prefix("image ").map(str::to_owned))
+            .collect()
     }
 }
 

@@ -5,9 +5,10 @@
 //! image silently); rollback runs the earlier image again without building.
 
 use portico_testkit::docker::test_server_image;
-use portico_testkit::{AppConfig, Portico, PorticoConfig};
+use portico_testkit::{eventually, AppConfig, Portico, PorticoConfig};
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_portico");
 
@@ -66,11 +67,17 @@ async fn version_seen(portico: &Portico, cookie: Option<&str>) -> (String, Optio
 async fn a_container_app_is_deployed_as_images_rolled_out_and_rolled_back() {
     let work = tempfile::tempdir().unwrap();
     let app = AppConfig::new("own", version(work.path(), "v1", "")).with(
-        // The default idle timeout (5 minutes) keeps the sticky session's replica draining
-        // for the whole test.
+        // The default idle timeout (5 minutes) keeps a sticky session's replica draining
+        // until the drain deadline.
         "runtime = \"docker\"\nowners = { users = [\"ada@example.com\"] }",
     );
-    let portico = Portico::start(BIN, PorticoConfig::default().with_app(app)).await;
+    let config = PorticoConfig {
+        // One release kept ready to roll back to, besides the live one.
+        // Old replicas drain for 5 s at most, so that releases stop being in use.
+        sections: "[deploy]\nkeep_releases = 1\ndrain_timeout_secs = 5\n".into(),
+        ..PorticoConfig::default()
+    };
+    let portico = Portico::start(BIN, config.with_app(app)).await;
     portico.add_user("ada@example.com", "a-long-enough-password-1", &[]);
     let made = portico.cli(&["tokens", "create", "ada@example.com", "--name", "t"]);
     let token = String::from_utf8_lossy(&made.stdout)
@@ -122,4 +129,46 @@ async fn a_container_app_is_deployed_as_images_rolled_out_and_rolled_back() {
         "nothing is rebuilt: {output}"
     );
     assert_eq!(version_seen(&portico, None).await.0, "v1");
+
+    // Two more releases: release 2 falls out of the one kept, and so does its image.
+    let (_, listed) = deploy(&portico, &token, &["releases", "own", "--json"]);
+    let releases: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let image_of_2 = releases
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["number"] == 2)
+        .and_then(|r| r["environment"].as_str()?.strip_prefix("image "))
+        .expect("release 2 ran an image")
+        .to_owned();
+    for v in ["v4", "v5"] {
+        // A release still draining is in use, and is never pruned.
+        eventually(
+            "earlier releases to drain",
+            Duration::from_secs(30),
+            || async { (portico.ready_replicas("own").len() == 1).then_some(()) },
+        )
+        .await;
+        let folder = version(work.path(), v, "");
+        let (ok, output) = deploy(
+            &portico,
+            &token,
+            &["deploy", folder.to_str().unwrap(), "--app", "own"],
+        );
+        assert!(ok, "{output}");
+    }
+    let (ok, output) = deploy(&portico, &token, &["rollback", "own", "2"]);
+    assert!(!ok);
+    assert!(output.contains("it is pruned"), "{output}");
+    let inspected = std::process::Command::new("docker")
+        .args(["image", "inspect", &image_of_2])
+        .output()
+        .unwrap();
+    assert!(
+        !inspected.status.success(),
+        "the image of release 2 was removed"
+    );
+    let (ok, output) = deploy(&portico, &token, &["rollback", "own"]);
+    assert!(ok, "the kept release still rolls back: {output}");
+    assert_eq!(version_seen(&portico, None).await.0, "v4");
 }

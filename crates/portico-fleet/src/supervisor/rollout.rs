@@ -426,7 +426,10 @@ impl Supervisor {
             .map(|d| d.release)
             .chain([next.id])
             .collect();
-        self.context.deployments.prune(self.name(), &in_use).await;
+        let unused = self.context.deployments.prune(self.name(), &in_use).await;
+        for image in unused {
+            self.context.images.remove(&image).await;
+        }
         Some(*next)
     }
 
