@@ -630,6 +630,14 @@ async fn deploys_sent_at_once_are_queued_and_rolled_out_one_after_the_other() {
 
 const WEBHOOK_SECRET: &str = "a-webhook-secret-long-enough-0123";
 
+/// The headers GitHub sends with a push event whose body is `body`, signed with `secret`.
+fn github_push(secret: &str, body: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("x-github-event", "push".into()),
+        ("x-hub-signature-256", github_signature(secret, body)),
+    ]
+}
+
 /// GitHub's signature of `body`: `sha256=` and the hex HMAC-SHA256 with the secret.
 fn github_signature(secret: &str, body: &str) -> String {
     let script = "import hmac, hashlib, sys; print('sha256=' + hmac.new(sys.argv[1].encode(), sys.argv[2].encode(), hashlib.sha256).hexdigest())";
@@ -678,18 +686,9 @@ async fn a_signed_push_webhook_fetches_the_branch_and_deploys_it_and_an_unsigned
         .await
         .unwrap();
     assert_eq!(unsigned.status(), 401);
-    let forged = post(
-        push,
-        vec![
-            ("x-github-event", "push".into()),
-            (
-                "x-hub-signature-256",
-                github_signature("another-secret-of-enough-length", push),
-            ),
-        ],
-    )
-    .await
-    .unwrap();
+    let forged = post(push, github_push("another-secret-of-enough-length", push))
+        .await
+        .unwrap();
     assert_eq!(forged.status(), 401);
     assert!(forged
         .text()
@@ -707,18 +706,9 @@ async fn a_signed_push_webhook_fetches_the_branch_and_deploys_it_and_an_unsigned
     .unwrap();
     assert_eq!(wrong_token.status(), 401);
     let other_branch = r#"{"ref": "refs/heads/feature"}"#;
-    let ignored = post(
-        other_branch,
-        vec![
-            ("x-github-event", "push".into()),
-            (
-                "x-hub-signature-256",
-                github_signature(WEBHOOK_SECRET, other_branch),
-            ),
-        ],
-    )
-    .await
-    .unwrap();
+    let ignored = post(other_branch, github_push(WEBHOOK_SECRET, other_branch))
+        .await
+        .unwrap();
     assert_eq!(ignored.status(), 202);
     assert!(ignored
         .text()
@@ -731,18 +721,7 @@ async fn a_signed_push_webhook_fetches_the_branch_and_deploys_it_and_an_unsigned
         "nothing was deployed"
     );
 
-    let signed = post(
-        push,
-        vec![
-            ("x-github-event", "push".into()),
-            (
-                "x-hub-signature-256",
-                github_signature(WEBHOOK_SECRET, push),
-            ),
-        ],
-    )
-    .await
-    .unwrap();
+    let signed = post(push, github_push(WEBHOOK_SECRET, push)).await.unwrap();
     assert_eq!(signed.status(), 202);
     eventually(
         "the pushed branch to be live",

@@ -89,6 +89,9 @@ async fn page(
     csrf::with_cookie(render(status, &page), cookie)
 }
 
+/// What a form without this site's CSRF token is told.
+const FORGED: &str = "This form was sent from another site or had expired; try again.";
+
 #[derive(Default)]
 struct Outcome {
     made: Option<String>,
@@ -176,8 +179,7 @@ pub async fn create(
     };
     let answer = |status, outcome| page(&state, &headers, &identity, &user, status, outcome);
     if csrf::check(&state, &headers, &form.csrf).is_err() {
-        let error = "This form was sent from another site or had expired; try again.";
-        return answer(StatusCode::FORBIDDEN, failed(error)).await;
+        return answer(StatusCode::FORBIDDEN, failed(FORGED)).await;
     }
     let (name, scopes, lifetime) = match read(&form) {
         Ok(asked) => asked,
@@ -222,8 +224,7 @@ pub async fn revoke(
     };
     let answer = |status, outcome| page(&state, &headers, &identity, &user, status, outcome);
     if csrf::check(&state, &headers, &form.csrf).is_err() {
-        let error = "This form was sent from another site or had expired; try again.";
-        return answer(StatusCode::FORBIDDEN, failed(error)).await;
+        return answer(StatusCode::FORBIDDEN, failed(FORGED)).await;
     }
     let mine = state
         .tokens
