@@ -14,6 +14,8 @@ struct AppView {
     title: String,
     framework: Option<String>,
     status: String,
+    /// The number of the release new sessions go to.
+    release: Option<i64>,
     reason: Option<String>,
     restarts: i64,
     last_restart_reason: Option<String>,
@@ -111,7 +113,13 @@ async fn overview(explicit: Option<PathBuf>) -> Result<Overview, String> {
                 started_at: r.started_at,
             })
             .collect();
+        let release = store
+            .live_release(&row.name)
+            .await
+            .map_err(|e| e.to_string())?
+            .map(|r| r.number);
         apps.push(AppView {
+            release,
             name: row.name,
             title: row.title,
             framework: row.framework,
@@ -134,8 +142,8 @@ fn print_table(overview: &Overview) {
         println!("Portico is not running; this is the state it last recorded.\n");
     }
     println!(
-        "{:<18} {:<10} {:<9} {:<9} {:<8} LAST RESTART",
-        "APP", "FRAMEWORK", "STATUS", "REPLICAS", "RESTARTS"
+        "{:<18} {:<10} {:<9} {:<8} {:<9} {:<8} LAST RESTART",
+        "APP", "FRAMEWORK", "STATUS", "RELEASE", "REPLICAS", "RESTARTS"
     );
     for app in &overview.apps {
         let live = app
@@ -148,11 +156,13 @@ fn print_table(overview: &Overview) {
             .as_deref()
             .map(|r| r.lines().next().unwrap_or(r).to_owned())
             .unwrap_or_else(|| "-".into());
+        let release = app.release.map_or("-".to_owned(), |n| n.to_string());
         println!(
-            "{:<18} {:<10} {:<9} {:<9} {:<8} {}",
+            "{:<18} {:<10} {:<9} {:<8} {:<9} {:<8} {}",
             app.name,
             app.framework.as_deref().unwrap_or("?"),
             app.status,
+            release,
             live,
             app.restarts,
             last

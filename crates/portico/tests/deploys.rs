@@ -148,6 +148,7 @@ async fn a_deploy_reaches_new_sessions_while_an_open_session_stays_on_its_releas
     // The open session still works, on release 1.
     assert_eq!(echo(&mut socket, "still there?").await, "v1: still there?");
     assert_eq!(layout_version(&portico, Some(&cookie)).await.0, "v1");
+    assert_eq!(portico.apps_json()["apps"][0]["release"], 2);
     // A new session gets release 2.
     let (fresh, _) = layout_version(&portico, None).await;
     assert_eq!(fresh, "v2");
