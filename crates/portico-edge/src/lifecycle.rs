@@ -10,7 +10,7 @@ use crate::pages::{plain, redirect, Page, WAIT_HEADER};
 use crate::policy;
 use crate::proxy::{Forward, ProxyError, Upstream, UpstreamTimeouts};
 use crate::refusals::{Reason, Refusals};
-use crate::request_filter::{check_path, strip_client_headers, UnsafePath};
+use crate::request_filter::{check_path, host_from_authority, strip_client_headers, UnsafePath};
 use crate::router::{request_host, route, Internal, Mode, Target};
 use crate::signin;
 use crate::sticky::Sticky;
@@ -187,6 +187,7 @@ impl Edge {
             return self.finish(PORTAL_LABEL, started, self.bad_path(problem));
         }
         strip_client_headers(req.headers_mut());
+        host_from_authority(&mut req);
 
         // Phases 2 and 3: identity and router. Both read the host, which borrows from the
         // request, so they happen in a block whose results own what they need.

@@ -78,15 +78,8 @@ impl Upstream {
         let client_upgrade = hyper::upgrade::on(&mut req);
         let (mut parts, body) = req.into_parts();
 
-        // Frameworks check WebSocket origins against Host and build absolute URLs from it, so
-        // they must see the host the browser used; HTTP/2 clients send it as :authority only.
-        if !parts.headers.contains_key(HOST) {
-            if let Some(authority) = parts.uri.authority() {
-                if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
-                    parts.headers.insert(HOST, host);
-                }
-            }
-        }
+        // Host is the one the browser used (for HTTP/2, set from :authority by the request
+        // filter): frameworks check WebSocket origins against it and build URLs from it.
         parts.uri = upstream_uri(f.route, f.mode, f.endpoint, &parts.uri)?;
         parts.version = Version::HTTP_11;
 

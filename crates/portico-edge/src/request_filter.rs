@@ -1,7 +1,8 @@
 //! The first phase: refuse what must never reach a dashboard, and remove what a client may
 //! not claim.
 
-use http::{HeaderMap, HeaderName};
+use http::header::HOST;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Version};
 use percent_encoding::percent_decode_str;
 
 /// Headers only Portico may set. A client sending them is trying to impersonate someone
@@ -38,6 +39,24 @@ pub fn strip_client_headers(headers: &mut HeaderMap) {
         .collect();
     for name in doomed {
         headers.remove(name);
+    }
+}
+
+/// HTTP/2 names the host in `:authority`, and browsers send no `Host` header with it. Every
+/// later phase (sessions are bound to the host, the portal's forms, the dashboards' own
+/// origin checks) reads `Host`, so it is set here from `:authority`; where a client sent both
+/// and they differ, `:authority` wins, as RFC 9113 (8.3.1) says it identifies the target.
+pub fn host_from_authority<B>(req: &mut Request<B>) {
+    if req.version() != Version::HTTP_2 {
+        return;
+    }
+    let Some(authority) = req.uri().authority() else {
+        return;
+    };
+    // `:authority` may not carry user information; whatever a client put there is not a host.
+    let host = authority.as_str().rsplit('@').next().unwrap_or_default();
+    if let Ok(value) = HeaderValue::from_str(host) {
+        req.headers_mut().insert(HOST, value);
     }
 }
 
@@ -163,5 +182,39 @@ mod tests {
         strip_client_headers(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("accept"));
+    }
+
+    #[test]
+    fn http2_requests_get_their_host_from_the_authority() {
+        let request = |version, uri: &str, host: Option<&str>| {
+            let mut builder = Request::builder().version(version).uri(uri);
+            if let Some(host) = host {
+                builder = builder.header(HOST, host);
+            }
+            let mut req = builder.body(()).unwrap();
+            host_from_authority(&mut req);
+            req.headers()
+                .get(HOST)
+                .map(|h| h.to_str().unwrap().to_owned())
+        };
+        let h2 = Version::HTTP_2;
+        assert_eq!(
+            request(h2, "https://sales.localhost:8443/x", None).as_deref(),
+            Some("sales.localhost:8443")
+        );
+        assert_eq!(
+            request(h2, "https://sales.localhost/x", Some("evil.example")).as_deref(),
+            Some("sales.localhost"),
+            ":authority wins over a differing Host"
+        );
+        assert_eq!(
+            request(h2, "https://someone@sales.localhost/x", None).as_deref(),
+            Some("sales.localhost")
+        );
+        // HTTP/1.1 keeps its Host header as sent.
+        assert_eq!(
+            request(Version::HTTP_11, "/x", Some("localhost:8080")).as_deref(),
+            Some("localhost:8080")
+        );
     }
 }

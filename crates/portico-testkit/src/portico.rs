@@ -258,6 +258,11 @@ impl Portico {
         format!("{}://localhost:{}/apps/{app}/", self.scheme, self.port)
     }
 
+    /// `"https"` when the config has a `[tls]` section, else `"http"`.
+    pub fn scheme(&self) -> &'static str {
+        self.scheme
+    }
+
     /// The development certificate of `[tls] self_signed = true`, once Portico made it.
     pub fn self_signed_certificate(&self) -> reqwest::Certificate {
         let pem = std::fs::read(self.data_dir.join("tls/self-signed.pem"))

@@ -11,6 +11,7 @@ pub struct Visitor {
     pub client: reqwest::Client,
     pub jar: Arc<Jar>,
     port: u16,
+    scheme: &'static str,
 }
 
 /// Where a chain of redirects ended.
@@ -24,11 +25,18 @@ pub struct Landing {
 }
 
 impl Visitor {
+    /// Over HTTPS (`[tls] self_signed = true`) it trusts Portico's development certificate
+    /// and, like a browser, speaks HTTP/2 where ALPN offers it.
     pub fn new(portico: &Portico, apps: &[&str]) -> Visitor {
         let jar = Arc::new(Jar::default());
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .cookie_provider(jar.clone());
+        if portico.scheme() == "https" {
+            builder = builder
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(portico.self_signed_certificate());
+        }
         for app in apps {
             builder = builder.resolve(
                 &format!("{app}.localhost"),
@@ -43,11 +51,12 @@ impl Visitor {
             client,
             jar,
             port: portico.port,
+            scheme: portico.scheme(),
         }
     }
 
     pub fn portal(&self) -> String {
-        format!("http://localhost:{}", self.port)
+        format!("{}://localhost:{}", self.scheme, self.port)
     }
 
     /// A browser navigation: `Accept: text/html`.
@@ -231,12 +240,19 @@ impl Visitor {
 
     /// The session cookie this browser holds for a host (`localhost`, `sales.localhost`).
     pub fn session_cookie(&self, host: &str) -> Option<String> {
-        let url = format!("http://{host}:{}/", self.port).parse().unwrap();
+        let url = format!("{}://{host}:{}/", self.scheme, self.port)
+            .parse()
+            .unwrap();
         let cookies = self.jar.cookies(&url)?;
+        // Under TLS the name carries the __Host- prefix.
+        let name = match self.scheme {
+            "https" => "__Host-portico_session=",
+            _ => "portico_session=",
+        };
         cookies
             .to_str()
             .ok()?
             .split("; ")
-            .find_map(|pair| pair.strip_prefix("portico_session=").map(str::to_owned))
+            .find_map(|pair| pair.strip_prefix(name).map(str::to_owned))
     }
 }

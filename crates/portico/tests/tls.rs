@@ -3,7 +3,7 @@
 //! dashboard's WebSocket through TLS.
 
 use futures_util::{SinkExt, StreamExt};
-use portico_testkit::{fixtures_dir, free_port, AppConfig, Portico, PorticoConfig};
+use portico_testkit::{fixtures_dir, free_port, AppConfig, Portico, PorticoConfig, Visitor};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,6 +110,53 @@ async fn the_development_certificate_serves_the_portal_and_app_hosts_over_http2_
     use std::os::unix::fs::PermissionsExt;
     let key = std::fs::metadata(portico.data_dir.join("tls/self-signed.key")).unwrap();
     assert_eq!(key.permissions().mode() & 0o777, 0o600);
+}
+
+/// Browsers speak HTTP/2 over TLS and send the host only as `:authority`, never as `Host`.
+/// Signing in that way must give a session that works on the portal and on the dashboards
+/// (sessions are bound to the host: a sign-in that recorded no host would never work).
+#[tokio::test(flavor = "multi_thread")]
+async fn signing_in_over_http2_gives_a_session_that_opens_the_dashboards() {
+    let config = PorticoConfig {
+        sections: "[tls]\nself_signed = true\n".into(),
+        ..PorticoConfig::default()
+    }
+    .with_app(echo().with("access = \"signed-in\""));
+    let portico = Portico::start(BIN, config).await;
+    portico.add_user("ana@example.com", "correct-horse-battery-9", &[]);
+    let visitor = Visitor::new(&portico, &["sales"]);
+
+    let form = visitor
+        .get(&format!("{}/_portico/sign-in", visitor.portal()))
+        .await;
+    assert_eq!(
+        form.version(),
+        reqwest::Version::HTTP_2,
+        "ALPN chose HTTP/2"
+    );
+    visitor
+        .sign_in("ana@example.com", "correct-horse-battery-9")
+        .await;
+    assert!(visitor.session_cookie("localhost").is_some());
+
+    let account = visitor.get(&format!("{}/", visitor.portal())).await;
+    assert_eq!(account.status(), 200);
+    let page = account.text().await.unwrap();
+    assert!(
+        page.contains("ana@example.com"),
+        "the portal knows her: {page}"
+    );
+
+    let app = visitor.get(&portico.app_path_url("sales")).await;
+    assert_eq!(app.version(), reqwest::Version::HTTP_2);
+    assert_eq!(app.status(), 200);
+    let echoed: serde_json::Value = app.json().await.unwrap();
+    assert_eq!(echoed["headers"]["x-forwarded-user"], "ana@example.com");
+    assert_eq!(
+        echoed["headers"]["host"],
+        format!("localhost:{}", portico.port).as_str(),
+        "the dashboard sees the host the browser used"
+    );
 }
 
 /// A certificate (self-signed, for `names`) and its key, written to `dir` as `<stem>.pem` and
