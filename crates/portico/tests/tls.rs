@@ -143,7 +143,7 @@ async fn signing_in_over_http2_gives_a_session_that_opens_the_dashboards() {
     assert_eq!(account.status(), 200);
     let page = account.text().await.unwrap();
     assert!(
-        page.contains("ana@example.com"),
+        page.contains("Signed in as <a href=\"/_portico/account\"><strong>ana</strong>"),
         "the portal knows her: {page}"
     );
 
