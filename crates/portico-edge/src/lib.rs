@@ -27,6 +27,7 @@ mod refusals;
 mod request_filter;
 mod router;
 mod signin;
+mod splice;
 mod sticky;
 mod telemetry;
 pub mod tls;

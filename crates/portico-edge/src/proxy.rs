@@ -138,7 +138,7 @@ impl Upstream {
                 };
                 let mut client = TokioIo::new(client);
                 let mut upstream = TokioIo::new(upstream);
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                let _ = crate::splice::splice(&mut client, &mut upstream).await;
             });
             let (parts, _) = response.into_parts();
             return Ok(Response::from_parts(parts, crate::body::empty()));

@@ -11,6 +11,7 @@ mod deploy_cli;
 mod git_hook;
 mod instance_lock;
 mod logs;
+mod memory;
 mod output;
 mod reload;
 mod replicas_cli;
@@ -147,6 +148,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    memory::return_large_blocks_to_the_system();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
