@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod config;
+pub mod errors;
 pub mod firewall;
 pub mod model;
 pub mod routes;

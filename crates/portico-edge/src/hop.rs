@@ -18,6 +18,13 @@ const HOP_BY_HOP: &[&str] = &[
 
 /// Removes hop-by-hop headers; returns the `Upgrade` value when this was an upgrade request.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
+    // Most messages carry none: one look at each name then, rather than a removal per name.
+    let any = headers
+        .keys()
+        .any(|name| *name == CONNECTION || HOP_BY_HOP.contains(&name.as_str()));
+    if !any {
+        return None;
+    }
     let mut upgrade_requested = false;
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)

@@ -22,6 +22,7 @@ mod limits;
 mod listener;
 mod pages;
 mod policy;
+mod pool;
 mod proxy;
 mod refusals;
 mod request_filter;

@@ -5,17 +5,21 @@
 use crate::body::{from_incoming, ProxyBody};
 use crate::hop::{restore_upgrade, strip_hop_by_hop};
 use crate::identity_headers::IdentityHeaders;
+use crate::pool::{Pool, SendError};
 use crate::router::Mode;
-use http::header::{HeaderMap, HeaderValue, COOKIE, HOST};
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, HeaderValue, COOKIE, HOST};
 use http::{uri, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
 use portico_core::urls::{app_prefix, APPS_PATH};
 use portico_core::{AppRoute, Endpoint, LoadGuard, MountStyle};
-use portico_identity::web::without_portico_cookies;
-use std::net::SocketAddr;
+use portico_identity::web::is_portico_cookie;
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Timeouts towards replicas.
@@ -36,9 +40,22 @@ pub enum ProxyError {
     Request(String),
 }
 
-/// Pooled HTTP/1.1 connections to replicas.
+// Names written on every proxied request: parsed once, not per request.
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
+static X_FORWARDED_USER: HeaderName = HeaderName::from_static("x-forwarded-user");
+static X_FORWARDED_EMAIL: HeaderName = HeaderName::from_static("x-forwarded-email");
+static X_FORWARDED_PREFERRED_USERNAME: HeaderName =
+    HeaderName::from_static("x-forwarded-preferred-username");
+static X_FORWARDED_GROUPS: HeaderName = HeaderName::from_static("x-forwarded-groups");
+static SHINY_SERVER_CREDENTIALS: HeaderName = HeaderName::from_static("shiny-server-credentials");
+static X_PORTICO_ASSERTION: HeaderName = HeaderName::from_static("x-portico-assertion");
+
+/// Kept-alive HTTP/1.1 connections to replicas.
 pub struct Upstream {
-    client: Client<HttpConnector, ProxyBody>,
+    pool: Arc<Pool>,
     timeouts: UpstreamTimeouts,
 }
 
@@ -58,29 +75,24 @@ pub struct Forward<'a> {
 
 impl Upstream {
     pub fn new(timeouts: UpstreamTimeouts) -> Upstream {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(timeouts.connect));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
-            .build(connector);
-        Upstream { client, timeouts }
+        Upstream {
+            pool: Pool::new(timeouts.connect),
+            timeouts,
+        }
     }
 
     pub async fn forward(
         &self,
-        mut req: Request<Incoming>,
+        req: Request<Incoming>,
         f: Forward<'_>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let _in_flight = LoadGuard::request(&f.endpoint.load);
-        // Taken before the request is consumed: resolves once we answered 101 to the client.
-        let client_upgrade = hyper::upgrade::on(&mut req);
         let (mut parts, body) = req.into_parts();
 
         // Host is the one the browser used (for HTTP/2, set from :authority by the request
         // filter): frameworks check WebSocket origins against it and build URLs from it.
-        parts.uri = upstream_uri(f.route, f.mode, f.endpoint, &parts.uri)?;
+        let uri = std::mem::take(&mut parts.uri);
+        parts.uri = upstream_uri(f.route, f.mode, f.endpoint.mount, uri)?;
         parts.version = Version::HTTP_11;
 
         let headers = &mut parts.headers;
@@ -89,15 +101,17 @@ impl Upstream {
             restore_upgrade(headers, upgrade);
         }
         if let Some(host) = headers.get(HOST).cloned() {
-            headers.insert("x-forwarded-host", host);
+            headers.insert(&X_FORWARDED_HOST, host);
         }
-        if let Ok(ip) = HeaderValue::from_str(&f.peer.ip().to_string()) {
-            headers.insert("x-forwarded-for", ip);
+        if let Some(ip) = ip_header(f.peer.ip()) {
+            headers.insert(&X_FORWARDED_FOR, ip);
         }
-        headers.insert("x-forwarded-proto", HeaderValue::from_static(f.scheme));
+        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(f.scheme));
         if f.mode == Mode::Path {
-            if let Ok(prefix) = HeaderValue::from_str(&app_prefix(&f.route.name)) {
-                headers.insert("x-forwarded-prefix", prefix);
+            if let Ok(prefix) =
+                HeaderValue::from_maybe_shared(Bytes::from(app_prefix(&f.route.name)))
+            {
+                headers.insert(&X_FORWARDED_PREFIX, prefix);
             }
         }
 
@@ -112,38 +126,19 @@ impl Upstream {
                 .boxed_unsync(),
             _ => from_incoming(body),
         };
+        if upgrade.is_some() {
+            // Resolves once we answered 101 to the client.
+            let client_upgrade = parts.extensions.remove::<OnUpgrade>();
+            let request = Request::from_parts(parts, body);
+            return self.upgrade(request, client_upgrade, &f).await;
+        }
         let request = Request::from_parts(parts, body);
-        let mut response = match tokio::time::timeout(
-            self.timeouts.response,
-            self.client.request(request),
-        )
-        .await
-        {
+        let sent = self.pool.send(f.endpoint.addr, request);
+        let response = match tokio::time::timeout(self.timeouts.response, sent).await {
             Err(_) => return Err(ProxyError::Timeout(self.timeouts.response)),
-            Ok(Err(e)) => return Err(ProxyError::Unreachable(describe_client_error(&e))),
+            Ok(Err(e)) => return Err(unreachable(e)),
             Ok(Ok(response)) => response,
         };
-
-        if response.status() == StatusCode::SWITCHING_PROTOCOLS && upgrade.is_some() {
-            let upstream_upgrade = hyper::upgrade::on(&mut response);
-            let open = LoadGuard::websocket(&f.endpoint.load);
-            tokio::spawn(async move {
-                let _open = open;
-                let (client, upstream) = match tokio::try_join!(client_upgrade, upstream_upgrade) {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        tracing::debug!("websocket upgrade did not complete: {e}");
-                        return;
-                    }
-                };
-                let mut client = TokioIo::new(client);
-                let mut upstream = TokioIo::new(upstream);
-                let _ = crate::splice::splice(&mut client, &mut upstream).await;
-            });
-            let (parts, _) = response.into_parts();
-            return Ok(Response::from_parts(parts, crate::body::empty()));
-        }
-
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         // Appended, not set: every CSP header is enforced, so the app's own policy still holds
@@ -155,24 +150,89 @@ impl Upstream {
                     .append(http::header::CONTENT_SECURITY_POLICY, value);
             }
         }
-        Ok(Response::from_parts(parts, from_incoming(body)))
+        Ok(Response::from_parts(parts, body))
     }
+
+    /// A WebSocket handshake: on a 101 from the replica, the two connections are spliced
+    /// together once the client has had its 101 too.
+    async fn upgrade(
+        &self,
+        request: Request<ProxyBody>,
+        client_upgrade: Option<OnUpgrade>,
+        f: &Forward<'_>,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let sent = self.pool.send_upgrade(f.endpoint.addr, request);
+        let mut response = match tokio::time::timeout(self.timeouts.response, sent).await {
+            Err(_) => return Err(ProxyError::Timeout(self.timeouts.response)),
+            Ok(Err(e)) => return Err(unreachable(e)),
+            Ok(Ok(response)) => response,
+        };
+        let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        let (Some(client_upgrade), true) = (client_upgrade, switching) else {
+            let (mut parts, body) = response.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            return Ok(Response::from_parts(parts, from_incoming(body)));
+        };
+        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        let open = LoadGuard::websocket(&f.endpoint.load);
+        tokio::spawn(async move {
+            let _open = open;
+            let (client, upstream) = match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::debug!("websocket upgrade did not complete: {e}");
+                    return;
+                }
+            };
+            let mut client = TokioIo::new(client);
+            let mut upstream = TokioIo::new(upstream);
+            let _ = crate::splice::splice(&mut client, &mut upstream).await;
+        });
+        let (parts, _) = response.into_parts();
+        Ok(Response::from_parts(parts, crate::body::empty()))
+    }
+}
+
+fn unreachable(error: SendError) -> ProxyError {
+    ProxyError::Unreachable(error.to_string())
+}
+
+/// `X-Forwarded-For` for the client's address, formatted without an intermediate string.
+fn ip_header(ip: IpAddr) -> Option<HeaderValue> {
+    let mut buffer = [0u8; 48];
+    let mut cursor = std::io::Cursor::new(&mut buffer[..]);
+    write!(cursor, "{ip}").ok()?;
+    let length = usize::try_from(cursor.position()).ok()?;
+    HeaderValue::from_bytes(&buffer[..length]).ok()
 }
 
 /// No Portico cookie ever reaches a dashboard: a dashboard holding a session cookie could act
 /// as the user everywhere. (HTTP/2 may split cookies over several headers; they are joined.)
 fn hide_portico_cookies(headers: &mut HeaderMap) {
-    if !headers.contains_key(COOKIE) {
+    let mut kept = String::new();
+    let mut any = false;
+    for value in headers.get_all(COOKIE) {
+        any = true;
+        let Ok(value) = value.to_str() else { continue };
+        for pair in value.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+            let name = pair.split('=').next().unwrap_or("");
+            if is_portico_cookie(name) {
+                continue;
+            }
+            if !kept.is_empty() {
+                kept.push_str("; ");
+            }
+            kept.push_str(pair);
+        }
+    }
+    if !any {
         return;
     }
-    let joined: Vec<&str> = headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    let kept = without_portico_cookies(&joined.join("; "));
     headers.remove(COOKIE);
-    if let Some(value) = kept.and_then(|k| HeaderValue::from_str(&k).ok()) {
+    if kept.is_empty() {
+        return;
+    }
+    if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(kept)) {
         headers.insert(COOKIE, value);
     }
 }
@@ -186,47 +246,40 @@ fn set_identity_headers(
     assertion: Option<&HeaderValue>,
 ) {
     let Some(identity) = identity else { return };
-    headers.insert("x-forwarded-user", identity.email.clone());
-    headers.insert("x-forwarded-email", identity.email.clone());
+    headers.insert(&X_FORWARDED_USER, identity.email.clone());
+    headers.insert(&X_FORWARDED_EMAIL, identity.email.clone());
     headers.insert(
-        "x-forwarded-preferred-username",
+        &X_FORWARDED_PREFERRED_USERNAME,
         identity.preferred_username.clone(),
     );
-    headers.insert("x-forwarded-groups", identity.groups.clone());
+    headers.insert(&X_FORWARDED_GROUPS, identity.groups.clone());
     headers.insert(
-        "shiny-server-credentials",
+        &SHINY_SERVER_CREDENTIALS,
         identity.shiny_credentials.clone(),
     );
     if let Some(assertion) = assertion {
-        headers.insert("x-portico-assertion", assertion.clone());
+        headers.insert(&X_PORTICO_ASSERTION, assertion.clone());
     }
 }
 
-/// The replica's URI for this request. The original path and query are reused as they are
-/// (no copy) unless the replica's mount style needs the prefix added or removed.
+/// The replica's URI for this request, in origin form (the connection already names the
+/// replica). The original path and query are reused as they are (no copy) unless the
+/// replica's mount style needs the prefix added or removed.
 fn upstream_uri(
     route: &AppRoute,
     mode: Mode,
-    endpoint: &Endpoint,
-    uri: &Uri,
+    mount: MountStyle,
+    uri: Uri,
 ) -> Result<Uri, ProxyError> {
-    let mut parts = uri::Parts::default();
-    parts.scheme = Some(uri::Scheme::HTTP);
-    parts.authority = Some(
-        uri::Authority::try_from(endpoint.addr.to_string().as_str())
+    let path_and_query = match rewritten_path(route, mount, mode, &uri) {
+        Some(path_and_query) => uri::PathAndQuery::try_from(path_and_query)
             .map_err(|e| ProxyError::Request(e.to_string()))?,
-    );
-    parts.path_and_query = match rewritten_path(route, endpoint.mount, mode, uri) {
-        Some(path_and_query) => Some(
-            uri::PathAndQuery::try_from(path_and_query)
-                .map_err(|e| ProxyError::Request(e.to_string()))?,
-        ),
         None => uri
-            .path_and_query()
-            .cloned()
-            .or_else(|| Some(uri::PathAndQuery::from_static("/"))),
+            .into_parts()
+            .path_and_query
+            .unwrap_or_else(|| uri::PathAndQuery::from_static("/")),
     };
-    Uri::from_parts(parts).map_err(|e| ProxyError::Request(e.to_string()))
+    Ok(Uri::from(path_and_query))
 }
 
 /// The path a replica expects (see `MountStyle`), or `None` when it is the request's own:
@@ -253,18 +306,6 @@ fn rewritten_path(route: &AppRoute, mount: MountStyle, mode: Mode, uri: &Uri) ->
     })
 }
 
-fn describe_client_error(error: &hyper_util::client::legacy::Error) -> String {
-    use std::error::Error;
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,11 +313,9 @@ mod tests {
 
     fn rewrite(mount: MountStyle, mode: Mode, uri: &str) -> String {
         let route = crate::test_route(AppStatus::Running, vec![]);
-        let mut endpoint = Endpoint::new("sales-1", SocketAddr::from(([127, 0, 0, 1], 5000)));
-        endpoint.mount = mount;
-        let upstream = upstream_uri(&route, mode, &endpoint, &uri.parse().unwrap()).unwrap();
-        assert_eq!(upstream.authority().unwrap().as_str(), "127.0.0.1:5000");
-        upstream.path_and_query().unwrap().to_string()
+        let upstream = upstream_uri(&route, mode, mount, uri.parse().unwrap()).unwrap();
+        assert!(upstream.authority().is_none(), "origin form: {upstream}");
+        upstream.to_string()
     }
 
     #[test]

@@ -31,14 +31,17 @@ pub fn without_portico_cookies(header: &str) -> Option<String> {
         .split(';')
         .map(str::trim)
         .filter(|pair| !pair.is_empty())
-        .filter(|pair| {
-            let name = pair.split('=').next().unwrap_or("");
-            !name.starts_with("portico_")
-                && !name.starts_with("__Host-portico_")
-                && !name.starts_with("__Secure-portico_")
-        })
+        .filter(|pair| !is_portico_cookie(pair.split('=').next().unwrap_or("")))
         .collect();
     (!kept.is_empty()).then(|| kept.join("; "))
+}
+
+/// Whether a cookie of this name is one of Portico's (with or without a `__Host-` or
+/// `__Secure-` prefix).
+pub fn is_portico_cookie(name: &str) -> bool {
+    name.starts_with("portico_")
+        || name.starts_with("__Host-portico_")
+        || name.starts_with("__Secure-portico_")
 }
 
 /// A `Set-Cookie` value: HttpOnly, SameSite, `Path=/`, `Secure` under TLS, session lifetime

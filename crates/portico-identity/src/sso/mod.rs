@@ -185,14 +185,4 @@ fn valid_group_name(name: &str) -> bool {
             .all(|c| c.is_alphanumeric() || " -_.:@".contains(c))
 }
 
-/// An error with its causes, which is where the useful part of library errors lives.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        cause = inner.source();
-    }
-    text
-}
+pub(crate) use portico_core::errors::error_chain;
