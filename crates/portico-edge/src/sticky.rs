@@ -17,7 +17,8 @@ const COOKIE_PREFIX: &str = "portico_replica_";
 const TAG_BYTES: usize = 16;
 
 pub struct Sticky {
-    key: [u8; 32],
+    /// HMAC already keyed: cloning it skips hashing the key's pads on every request.
+    keyed: Hmac<Sha256>,
     secure: bool,
 }
 
@@ -30,7 +31,8 @@ pub struct Stuck<'a> {
 
 impl Sticky {
     pub fn new(key: [u8; 32], secure: bool) -> Sticky {
-        Sticky { key, secure }
+        let keyed = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes keys of any length");
+        Sticky { keyed, secure }
     }
 
     /// `portico_replica_<app>`; under TLS with the `__Host-` prefix (Secure, Path=/, no
@@ -44,8 +46,7 @@ impl Sticky {
     }
 
     fn mac(&self, app: &str, replica: &str, client: &str) -> Hmac<Sha256> {
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes keys of any length");
+        let mut mac = self.keyed.clone();
         mac.update(app.as_bytes());
         mac.update(b"\n");
         mac.update(replica.as_bytes());
