@@ -16,7 +16,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use portico_core::urls::{app_prefix, APPS_PATH};
 use portico_core::{AppRoute, Endpoint, LoadGuard, MountStyle};
-use portico_identity::web::is_portico_cookie;
+use portico_identity::web::without_portico_cookies;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -209,30 +209,17 @@ fn ip_header(ip: IpAddr) -> Option<HeaderValue> {
 /// No Portico cookie ever reaches a dashboard: a dashboard holding a session cookie could act
 /// as the user everywhere. (HTTP/2 may split cookies over several headers; they are joined.)
 fn hide_portico_cookies(headers: &mut HeaderMap) {
-    let mut kept = String::new();
-    let mut any = false;
-    for value in headers.get_all(COOKIE) {
-        any = true;
-        let Ok(value) = value.to_str() else { continue };
-        for pair in value.split(';').map(str::trim).filter(|p| !p.is_empty()) {
-            let name = pair.split('=').next().unwrap_or("");
-            if is_portico_cookie(name) {
-                continue;
-            }
-            if !kept.is_empty() {
-                kept.push_str("; ");
-            }
-            kept.push_str(pair);
-        }
-    }
-    if !any {
+    if !headers.contains_key(COOKIE) {
         return;
     }
+    let kept = without_portico_cookies(
+        headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    );
     headers.remove(COOKIE);
-    if kept.is_empty() {
-        return;
-    }
-    if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(kept)) {
+    if let Some(value) = kept.and_then(|k| HeaderValue::from_maybe_shared(Bytes::from(k)).ok()) {
         headers.insert(COOKIE, value);
     }
 }

@@ -24,21 +24,30 @@ pub fn cookie_values<'a>(
     })
 }
 
-/// The `Cookie` header without Portico's own cookies, which no dashboard may see; `None` when
-/// nothing is left.
-pub fn without_portico_cookies(header: &str) -> Option<String> {
-    let kept: Vec<&str> = header
-        .split(';')
+/// The `Cookie` headers without Portico's own cookies, which no dashboard may see, joined into
+/// one value (HTTP/2 may split cookies over several headers); `None` when nothing is left.
+pub fn without_portico_cookies<'a>(headers: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let mut kept = String::new();
+    let pairs = headers
+        .into_iter()
+        .flat_map(|header| header.split(';'))
         .map(str::trim)
-        .filter(|pair| !pair.is_empty())
-        .filter(|pair| !is_portico_cookie(pair.split('=').next().unwrap_or("")))
-        .collect();
-    (!kept.is_empty()).then(|| kept.join("; "))
+        .filter(|pair| !pair.is_empty());
+    for pair in pairs {
+        if is_portico_cookie(pair.split('=').next().unwrap_or("")) {
+            continue;
+        }
+        if !kept.is_empty() {
+            kept.push_str("; ");
+        }
+        kept.push_str(pair);
+    }
+    (!kept.is_empty()).then_some(kept)
 }
 
 /// Whether a cookie of this name is one of Portico's (with or without a `__Host-` or
 /// `__Secure-` prefix).
-pub fn is_portico_cookie(name: &str) -> bool {
+fn is_portico_cookie(name: &str) -> bool {
     name.starts_with("portico_")
         || name.starts_with("__Host-portico_")
         || name.starts_with("__Secure-portico_")
@@ -186,7 +195,7 @@ mod tests {
             "portico_session=v; Path=/; HttpOnly; SameSite=Lax"
         );
         assert_eq!(
-            without_portico_cookies("a=1; __Host-portico_session=x; __Secure-portico_state=y"),
+            without_portico_cookies(["a=1; __Host-portico_session=x; __Secure-portico_state=y"]),
             Some("a=1".into())
         );
     }
@@ -199,10 +208,10 @@ mod tests {
         let found: Vec<&str> = cookie_values(headers.into_iter(), SESSION_COOKIE).collect();
         assert_eq!(found, vec!["abc", "def"]);
         assert_eq!(
-            without_portico_cookies("a=1; portico_session=abc; portico_csrf=x; b=2").unwrap(),
+            without_portico_cookies(["a=1; portico_session=abc; portico_csrf=x; b=2"]).unwrap(),
             "a=1; b=2"
         );
-        assert!(without_portico_cookies("portico_session=abc").is_none());
+        assert!(without_portico_cookies(["portico_session=abc"]).is_none());
         assert!(set_cookie(SESSION_COOKIE, "v", "Lax", true, None)
             .ends_with("HttpOnly; SameSite=Lax; Secure"));
     }
